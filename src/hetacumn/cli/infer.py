@@ -1,0 +1,33 @@
+"""Poses and latents for any particle set from a trained encoder, without training (amortized inference).
+
+Example usage:
+    hetacumn infer run1/checkpoint.pt all_particles.star -o run1/infer_all
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from hetacumn.engine.run import infer_particles
+from hetacumn.io.particles import load_particles
+from hetacumn.outputs import prepare_output_dir
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint.pt written by hetacumn train")
+    parser.add_argument("particles", help="particle file: .star, .cs, .mrcs or .txt (with CTF)")
+    parser.add_argument("-o", "--outdir", required=True, help="output folder")
+    parser.add_argument("--datadir", help="folder holding the stacks named in a STAR or .cs file")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+
+
+def main(args: argparse.Namespace) -> int:
+    particles = load_particles(args.particles, datadir=args.datadir)
+    particles.require_ctf()
+    outdir = prepare_output_dir(args.outdir, args.overwrite)
+    infer_particles(args.checkpoint, particles, outdir, args.device, args.batch_size)
+    return 0

@@ -1,0 +1,56 @@
+"""Volumes (.mrc, with voxel size) from a trained decoder at given latents.
+
+Example usage:
+    hetacumn volume run1/checkpoint.pt --z z_values.txt -o run1/volumes
+    hetacumn volume run1/checkpoint.pt -o run1/volumes          # homogeneous, or at z = 0
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from hetacumn.engine.run import load_trained
+from hetacumn.errors import InputError
+from hetacumn.io.mrc import write_mrc
+from hetacumn.outputs import prepare_output_dir
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint.pt written by hetacumn train")
+    parser.add_argument("--z", help="text or .npy file of latents, one per row (default: z = 0)")
+    parser.add_argument("-o", "--outdir", required=True, help="output folder for vol_000.mrc, ...")
+    parser.add_argument("--apix", type=float, help="voxel size in Å (default: the training data's)")
+    parser.add_argument("--flip", action="store_true", help="mirror the volumes (the hand of an ab initio map is arbitrary)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--overwrite", action="store_true")
+
+
+def _read_latents(path: str, zdim: int) -> np.ndarray:
+    try:
+        z = np.load(path) if path.endswith(".npy") else np.loadtxt(path, ndmin=2)
+    except (OSError, ValueError) as error:
+        raise InputError(path, f"cannot read latents ({error})") from None
+    z = np.atleast_2d(z)
+    if z.shape[1] != zdim:
+        raise InputError(path, f"latents have {z.shape[1]} columns, the model has zdim {zdim}")
+    return z
+
+
+def main(args: argparse.Namespace) -> int:
+    model, config = load_trained(args.checkpoint, args.device)
+    zdim = model.zdim
+    z_rows = _read_latents(args.z, zdim) if args.z else np.zeros((1, zdim))
+    outdir = prepare_output_dir(args.outdir, args.overwrite)
+    apix = args.apix or config.data.pixel_size_angstrom
+    if not apix:
+        raise InputError(args.checkpoint, "the checkpoint does not record a pixel size: give --apix")
+    for i, z in enumerate(z_rows):
+        volume = model.volume(torch.from_numpy(z).float() if zdim else None).cpu().numpy()
+        if args.flip:
+            volume = volume[::-1].copy()
+        write_mrc(outdir / f"vol_{i:03d}.mrc", volume, apix, overwrite=args.overwrite)
+    print(f"wrote {len(z_rows)} volume(s) to {outdir}")
+    return 0

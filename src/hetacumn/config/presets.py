@@ -1,0 +1,59 @@
+"""The four methods as configurations of one engine.
+
+| method   | conformation z            | decoder    | symmetrized loss | pose task | other |
+|----------|---------------------------|------------|------------------|-----------|-------|
+| cryoai   | none (homogeneous)        | FourierNet | in-plane pi      | no        |       |
+| cryofire | autoencoder               | RFF MLP, Hartley | mirror     | no        | pose-only (consensus) phase |
+| acehetem | variational (KL 1e-4)     | RFF MLP    | in-plane pi      | P2P       | warm-up labeling |
+| hetacumn | variational (KL 1e-4)     | RFF MLP    | in-plane pi      | CPP       | consensus phase |
+
+On CPU the widths are scaled down (lean encoder, 3x128 decoder, frequency marching); on CUDA the
+paper-sized models (VGG-like encoder, 256-wide decoders).
+"""
+
+from __future__ import annotations
+
+from hetacumn.config.schema import DecoderConfig, EncoderConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig
+
+METHODS = ("hetacumn", "acehetem", "cryofire", "cryoai")
+
+
+def _encoder(on_gpu: bool) -> EncoderConfig:
+    if on_gpu:
+        return EncoderConfig(backbone="vgg", channels=64, head_hidden=512)
+    return EncoderConfig(backbone="lean", channels=32, head_hidden=256)
+
+
+def _decoder(method: str, on_gpu: bool) -> DecoderConfig:
+    width = 256 if on_gpu else 128
+    if method == "cryoai":
+        return DecoderConfig(kind="fouriernet", hidden=width, layers=3)
+    return DecoderConfig(kind="rff_mlp", hidden=width, layers=3, output="hartley" if method == "cryofire" else "complex")
+
+
+def _task(method: str) -> TaskConfig:
+    if method == "cryoai":
+        return TaskConfig(symmetrize="rotation", kl_weight=0.0, shift_l1_weight=0.0)
+    if method == "cryofire":
+        return TaskConfig(symmetrize="mirror", kl_weight=0.0, shift_l1_weight=0.0, consensus_images=100_000)
+    if method == "acehetem":
+        return TaskConfig(warmup_images=50_000, pose_prediction=True, pose_prediction_start_images=20_000)
+    return TaskConfig(consensus_images=60_000, pose_prediction=True, pose_prediction_start_images=20_000)
+
+
+def preset(method: str, box_size: int = 64, zdim: int = 8, device: str = "cpu") -> RunConfig:
+    """The default configuration of ``method`` for images of ``box_size`` px on ``device``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    on_gpu = device.startswith("cuda")
+    z_mode = {"cryoai": "none", "cryofire": "autoencoder"}.get(method, "variational")
+    model = ModelConfig(
+        box_size=box_size,
+        zdim=0 if z_mode == "none" else zdim,
+        z_mode=z_mode,
+        shift_range_px=max(4.0, box_size / 8),
+        encoder=_encoder(on_gpu),
+        decoder=_decoder(method, on_gpu),
+    )
+    train = TrainConfig(device=device, batch_size=128 if on_gpu else 64, marching_images_per_px=0 if on_gpu else 20_000)
+    return RunConfig(method=method, model=model, task=_task(method), train=train)

@@ -1,0 +1,109 @@
+"""Configuration dataclasses for a training run; every unknown of the method spec is a field here.
+
+Example usage::
+
+    cfg = preset("hetacumn", box_size=64)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=5))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Backbone = Literal["lean", "vgg", "resnet18", "cryofire"]
+DecoderKind = Literal["voxel", "rff_mlp", "fouriernet"]
+Symmetrize = Literal["none", "rotation", "mirror"]
+ZMode = Literal["none", "variational", "autoencoder"]
+
+
+@dataclass
+class EncoderConfig:
+    backbone: Backbone = "lean"
+    channels: int = 32  # width of the first conv block; doubles per downsampling in lean/vgg
+    filter_bank: bool = True  # cryoAI Gaussian low-pass bank in front of the CNN
+    head_hidden: int = 256
+    rotation: Literal["s2s2"] = "s2s2"
+
+    def __post_init__(self) -> None:
+        if self.channels < 1 or self.head_hidden < 1:
+            raise ValueError("encoder widths must be positive")
+
+
+@dataclass
+class DecoderConfig:
+    kind: DecoderKind = "voxel"
+    hidden: int = 128  # MLP width (rff_mlp, fouriernet)
+    layers: int = 3  # residual blocks (rff_mlp) or hidden sine layers (fouriernet)
+    rff_features: int = 64  # Gaussian random Fourier features of k
+    rff_sigma: float = 0.5
+    output: Literal["complex", "hartley"] = "complex"
+    voxel_basis: int = 4  # voxel decoder: volumes in the z-conditioned linear basis (0 = homogeneous)
+
+
+@dataclass
+class ModelConfig:
+    box_size: int = 64
+    zdim: int = 8
+    z_mode: ZMode = "variational"
+    shift_range_px: float = 8.0  # the translation head outputs values in (-range, range)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    def __post_init__(self) -> None:
+        if self.box_size % 2 or self.box_size < 8:
+            raise ValueError(f"box size must be even and at least 8, got {self.box_size}")
+        if self.z_mode != "none" and self.zdim < 1:
+            raise ValueError("a heterogeneous method needs zdim >= 1")
+
+
+@dataclass
+class TaskConfig:
+    symmetrize: Symmetrize = "rotation"  # in-plane pi rotation (cryoAI/ACE-HetEM) or mirror (cryoFIRE)
+    kl_weight: float = 1e-4
+    shift_l1_weight: float = 1e-3
+    warmup_images: int = 0  # warm-up labeling: target blends from low-passed to raw image
+    warmup_sigma_px: float = 2.0
+    consensus_images: int = 0  # z from the prior, conformation head frozen
+    pose_prediction: bool = False  # conditional pose prediction (HetACUMN CPP / ACE-HetEM P2P)
+    pose_prediction_every: int = 1  # one pose-prediction step after every N image steps
+    pose_prediction_start_images: int = 0
+    pose_shift_weight: float = 0.1
+    pose_noise: bool = True  # add noise at the SNR estimated from the data
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    encoder_lr_scale: float = 1.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True  # used on CUDA only
+    train_subset: int = 0  # 0 = all images
+    marching_start_px: int = 6  # frequency marching: mask radius at the start (px)
+    marching_images_per_px: int = 20_000  # images seen per extra px of radius (0 = no marching)
+    max_radius_px: int = 0  # 0 = box_size // 2 - 1
+    checkpoint_every_images: int = 50_000
+    log_every_steps: int = 20
+    num_workers: int = 0
+
+
+@dataclass
+class DataConfig:
+    particles: str = ""
+    datadir: str | None = None
+    mask_radius_fraction: float = 0.85  # soft real-space window, fraction of half box
+    pixel_size_angstrom: float = 0.0  # of the training images (set when training starts)
+    scale: float = 0.0  # image normalisation of the training data (set when training starts)
+
+
+@dataclass
+class RunConfig:
+    method: str = "hetacumn"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,0 +1,1 @@
+"""Training data: particle images prepared for the model (masked, normalised, transformed)."""

@@ -1,0 +1,1 @@
+"""The one training engine: every method is a configuration of it."""

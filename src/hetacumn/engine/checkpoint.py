@@ -1,0 +1,48 @@
+"""Checkpoints: model config + weights + optimiser + RNG + position in the data, written atomically."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hetacumn import __version__
+from hetacumn.config.io import config_from_dict, config_to_dict
+
+
+def save_checkpoint(path: Path, *, model, optimizer, run_config, progress: dict, generator: torch.Generator) -> None:
+    state = {
+        "version": __version__,
+        "method": run_config.method,
+        "run_config": config_to_dict(run_config),
+        "model_config": model.checkpoint_config(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "progress": progress,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "generator": generator.get_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        },
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    state = torch.load(path, map_location=map_location, weights_only=False)
+    state["run_config"] = config_from_dict(state["run_config"])
+    return state
+
+
+def restore_rng(state: dict, generator: torch.Generator) -> None:
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    generator.set_state(rng["generator"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])

@@ -1,0 +1,97 @@
+"""Library entry points behind ``hetacumn train`` and ``hetacumn infer``; they write the run contract:
+
+``config.json`` (with version), ``run.log``, ``metrics.jsonl``, ``checkpoint.pt``, ``consensus.mrc``,
+and for every image ``poses.pkl`` (cryoDRGN), ``poses.star`` (RELION 3.1) and ``z.npy`` (N x zdim,
+latent means; absent for homogeneous methods).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hetacumn.config.io import save_config
+from hetacumn.config.schema import RunConfig
+from hetacumn.data.images import ParticleImages
+from hetacumn.engine.checkpoint import load_checkpoint
+from hetacumn.engine.inference import Inference, infer
+from hetacumn.engine.trainer import Trainer
+from hetacumn.errors import InputError
+from hetacumn.io.cryodrgn import write_pose_pickle
+from hetacumn.io.mrc import write_mrc
+from hetacumn.io.particles import ParticleSet, PoseTable
+from hetacumn.io.star import write_particles_star
+from hetacumn.models.model import HetModel
+from hetacumn.tasks.image import ImageReconstructionTask
+
+log = logging.getLogger(__name__)
+
+
+def _log_to_file(outdir: Path) -> logging.Handler:
+    handler = logging.FileHandler(outdir / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def write_results(outdir: Path, particles: ParticleSet, result: Inference, model: HetModel, overwrite: bool = True) -> None:
+    """poses.pkl, poses.star, z.npy and the consensus volume (at the mean latent)."""
+    poses = PoseTable(rotations=result.rotations, shift_px=result.shift_px)
+    write_pose_pickle(outdir / "poses.pkl", poses, particles.box_size, overwrite=overwrite)
+    write_particles_star(outdir / "poses.star", particles, poses=poses, overwrite=overwrite)
+    z_mean = None
+    if result.z is not None:
+        np.save(outdir / "z.npy", result.z.astype(np.float32))
+        z_mean = torch.from_numpy(result.z.mean(0)).float()
+    volume = model.volume(z_mean).cpu().numpy()
+    write_mrc(outdir / "consensus.mrc", volume, float(np.median(particles.pixel_size_angstrom)), overwrite=overwrite)
+
+
+def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool = False) -> Inference:
+    """Train ``config.method`` on ``particles`` into ``outdir``, then infer every image's pose and z."""
+    if particles.box_size != config.model.box_size:
+        raise InputError(particles.path, f"box size {particles.box_size} px does not match the model's {config.model.box_size}")
+    handler = _log_to_file(outdir)
+    try:
+        data = ParticleImages(particles, config.data.mask_radius_fraction)
+        config.data.pixel_size_angstrom = float(np.median(particles.pixel_size_angstrom))
+        config.data.scale = data.stats.scale
+        log.info("%d images of %d px; estimated SNR %.3g; training on %d", len(data), data.box_size, data.stats.snr,
+                 config.train.train_subset or len(data))
+        save_config(config, outdir / "config.json")
+        trainer = Trainer(config, data, outdir)
+        if resume:
+            trainer.resume(outdir / "checkpoint.pt")
+        trainer.fit()
+        result = infer(trainer.model, data, trainer.image_task, trainer.max_radius(), trainer.device)
+        write_results(outdir, particles, result, trainer.model)
+        log.info("wrote poses, latents and the consensus volume to %s", outdir)
+        return result
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def load_trained(checkpoint_path: str | Path, device: str = "cpu") -> tuple[HetModel, RunConfig]:
+    state = load_checkpoint(checkpoint_path, map_location=device)
+    model = HetModel.from_config_dict(state["model_config"]).to(device)
+    model.load_state_dict(state["model"])
+    return model, state["run_config"]
+
+
+def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir: Path, device: str = "cpu",
+                    batch_size: int = 256) -> Inference:
+    """Poses and z for any particle set with a trained encoder (no training)."""
+    model, config = load_trained(checkpoint_path, device)
+    if particles.box_size != config.model.box_size:
+        raise InputError(particles.path, f"box size {particles.box_size} px does not match the checkpoint's "
+                         f"{config.model.box_size} px")
+    data = ParticleImages(particles, config.data.mask_radius_fraction, scale=config.data.scale or None)
+    task = ImageReconstructionTask(config.task, config.model.z_mode)
+    radius = float(config.train.max_radius_px or config.model.box_size // 2 - 1)
+    result = infer(model, data, task, radius, torch.device(device), batch_size)
+    write_results(outdir, particles, result, model)
+    return result

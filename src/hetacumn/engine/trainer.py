@@ -1,0 +1,188 @@
+"""The single training loop shared by every method.
+
+Each step runs the image task (and, on its schedule, the pose task) on a batch, clips gradients,
+steps Adam, logs to ``metrics.jsonl`` and checkpoints every N images. Data order is a seeded
+permutation per epoch, so ``--resume`` continues exactly (weights, optimiser, RNG and position).
+
+Example usage::
+
+    trainer = Trainer(config, ParticleImages(particles), outdir)
+    trainer.fit()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hetacumn.config.schema import RunConfig
+from hetacumn.data.images import ParticleImages
+from hetacumn.engine.checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from hetacumn.errors import InputError
+from hetacumn.models.lattice import HalfPlane
+from hetacumn.models.model import HetModel
+from hetacumn.tasks.base import StepContext, ctf_at
+from hetacumn.tasks.image import ImageReconstructionTask
+from hetacumn.tasks.pose import PosePredictionTask
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def train_indices(n_images: int, subset: int, seed: int) -> np.ndarray:
+    """The images trained on: all, or a seeded random subset of ``subset`` (sorted)."""
+    if subset <= 0 or subset >= n_images:
+        return np.arange(n_images)
+    return np.sort(np.random.default_rng(seed).choice(n_images, size=subset, replace=False))
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, data: ParticleImages, outdir: Path):
+        self.config = config
+        self.data = data
+        self.outdir = Path(outdir)
+        self.device = torch.device(config.train.device)
+        torch.manual_seed(config.train.seed)
+        self.generator = torch.Generator().manual_seed(config.train.seed)
+        self.model = HetModel(config.model).to(self.device)
+        with torch.no_grad():  # decoders emit O(1) values; the envelope starts at the data's amplitude
+            self.model.decoder.log_envelope.copy_(torch.log(torch.from_numpy(data.stats.radial_amplitude)))
+        t = config.train
+        self.optimizer = torch.optim.Adam([
+            {"params": self.model.encoder.parameters(), "lr": t.lr * t.encoder_lr_scale},
+            {"params": self.model.decoder.parameters(), "lr": t.lr},
+        ])
+        self.image_task = ImageReconstructionTask(config.task, config.model.z_mode)
+        self.pose_task = PosePredictionTask(config.task, data.stats.snr, data.window_images) if config.task.pose_prediction else None
+        self.indices = train_indices(len(data), t.train_subset, t.seed)
+        self.progress = {"epoch": 0, "step": 0, "images_seen": 0, "steps_done": 0}
+        self._half_planes: dict[float, HalfPlane] = {}
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.indices) / self.config.train.batch_size)
+
+    def max_radius(self) -> float:
+        return float(self.config.train.max_radius_px or self.config.model.box_size // 2 - 1)
+
+    def radius(self) -> float:
+        t = self.config.train
+        if t.marching_images_per_px <= 0:
+            return self.max_radius()
+        grown = t.marching_start_px + self.progress["images_seen"] // t.marching_images_per_px
+        return float(min(grown, self.max_radius()))
+
+    def half_plane(self) -> HalfPlane:
+        radius = self.radius()
+        if radius not in self._half_planes:
+            self._half_planes[radius] = HalfPlane.build(self.config.model.box_size, radius, device=self.device)
+        return self._half_planes[radius]
+
+    def resume(self, checkpoint_path: Path) -> None:
+        state = load_checkpoint(checkpoint_path, map_location=self.device)
+        if state["method"] != self.config.method or state["model_config"] != self.model.checkpoint_config():
+            raise InputError(checkpoint_path, "checkpoint was made with a different method or model configuration")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.progress = dict(state["progress"])
+        restore_rng(state, self.generator)
+        log.info("resumed from %s at epoch %d, %d images seen", checkpoint_path, self.progress["epoch"] + 1,
+                 self.progress["images_seen"])
+
+    def checkpoint(self) -> None:
+        save_checkpoint(self.outdir / "checkpoint.pt", model=self.model, optimizer=self.optimizer,
+                        run_config=self.config, progress=self.progress, generator=self.generator)
+
+    def _autocast(self):
+        if self.device.type == "cuda" and self.config.train.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, batch_index: np.ndarray) -> dict[str, float]:
+        batch = self.data.batch(batch_index, self.device)
+        half = self.half_plane()
+        context = StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), self.progress["images_seen"],
+                              self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            out = self.image_task.step(self.model, batch, context)
+        if not torch.isfinite(out.loss):
+            raise TrainingDiverged(f"the loss became {float(out.loss)} at step {self.progress['steps_done']}")
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
+        self.optimizer.step()
+        metrics = dict(out.metrics)
+        if self._pose_step_due():
+            metrics.update(self._pose_step(batch, context, out.z_sample))
+        return metrics
+
+    def _pose_step_due(self) -> bool:
+        task = self.config.task
+        return (self.pose_task is not None and self.progress["images_seen"] >= task.pose_prediction_start_images
+                and self.progress["steps_done"] % task.pose_prediction_every == 0)
+
+    def _pose_step(self, batch, context: StepContext, z_sample) -> dict[str, float]:
+        self.optimizer.zero_grad(set_to_none=True)  # decoder grads stay None: Adam leaves it untouched
+        with self._autocast():
+            out = self.pose_task.step(self.model, batch, context, z_sample)
+        if not torch.isfinite(out.loss):
+            raise TrainingDiverged(f"the pose loss became {float(out.loss)} at step {self.progress['steps_done']}")
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.encoder.parameters(), self.config.train.grad_clip)
+        self.optimizer.step()
+        return out.metrics
+
+    def fit(self) -> None:
+        t = self.config.train
+        metrics_file = open(self.outdir / "metrics.jsonl", "a")
+        total_steps = t.epochs * self.steps_per_epoch
+        bar = tqdm(total=total_steps * t.batch_size, initial=self.progress["steps_done"] * t.batch_size,
+                   unit="img", unit_scale=True, desc=f"training {self.config.method}")
+        window: list[dict[str, float]] = []
+        window_start, window_images = time.time(), 0
+        next_checkpoint = (self.progress["images_seen"] // t.checkpoint_every_images + 1) * t.checkpoint_every_images
+        try:
+            while self.progress["epoch"] < t.epochs:
+                order = self.indices[np.random.default_rng(t.seed + self.progress["epoch"]).permutation(len(self.indices))]
+                while self.progress["step"] < self.steps_per_epoch:
+                    chunk = order[self.progress["step"] * t.batch_size:(self.progress["step"] + 1) * t.batch_size]
+                    window.append(self.train_step(chunk))
+                    self.progress["step"] += 1
+                    self.progress["steps_done"] += 1
+                    self.progress["images_seen"] += len(chunk)
+                    window_images += len(chunk)
+                    bar.update(len(chunk))
+                    if self.progress["steps_done"] % t.log_every_steps == 0:
+                        record = self._log_record(window, window_images / max(time.time() - window_start, 1e-9))
+                        metrics_file.write(json.dumps(record) + "\n")
+                        metrics_file.flush()
+                        bar.set_postfix(loss=f"{record['loss']:.4g}", radius=record["radius_px"])
+                        window, window_start, window_images = [], time.time(), 0
+                    if self.progress["images_seen"] >= next_checkpoint:
+                        self.checkpoint()
+                        next_checkpoint += t.checkpoint_every_images
+                self.progress["epoch"] += 1
+                self.progress["step"] = 0
+        finally:
+            bar.close()
+            metrics_file.close()
+        self.checkpoint()
+
+    def _log_record(self, window: list[dict[str, float]], images_per_s: float) -> dict:
+        keys = {k for m in window for k in m}
+        record = {k: float(np.mean([m[k] for m in window if k in m])) for k in sorted(keys)}
+        record.update(epoch=self.progress["epoch"] + 1, step=self.progress["steps_done"],
+                      images_seen=self.progress["images_seen"], images_per_s=round(images_per_s, 1),
+                      lr=self.optimizer.param_groups[1]["lr"], radius_px=self.radius())
+        return record

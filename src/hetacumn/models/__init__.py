@@ -1,0 +1,1 @@
+"""Learned parts: the image encoder, the volume decoders, and the model that joins them."""
