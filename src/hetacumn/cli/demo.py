@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hetacumn.data.backproject import backproject_particles
 from hetacumn.io.cryodrgn import read_pose_pickle
 from hetacumn.io.mrc import read_mrc, write_mrc
 from hetacumn.io.particles import load_particles
 from hetacumn.metrics.fsc import fourier_shell_correlation, resolution_at
-from hetacumn.physics.ctf import ctf_images
-from hetacumn.physics.reconstruct import BackprojectionAccumulator
 from hetacumn.simulate.dataset import SimulationConfig, simulate_dataset
 
 log = logging.getLogger(__name__)
@@ -38,19 +37,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
 
-def reconstruct_class(particles, poses, indices: np.ndarray, batch_size: int = 512) -> torch.Tensor:
-    """Backproject the particles ``indices`` with their true poses and CTFs."""
-    accumulator = BackprojectionAccumulator(particles.box_size)
-    for start in range(0, len(indices), batch_size):
-        batch = indices[start : start + batch_size]
-        images = torch.from_numpy(particles.images.read(batch))
-        ctf = ctf_images(particles.ctf[torch.as_tensor(batch)], particles.box_size,
-                         torch.from_numpy(particles.pixel_size_angstrom[batch])).float()
-        accumulator.add(images, torch.from_numpy(poses.rotations[batch]).float(), ctf,
-                        torch.from_numpy(poses.shift_px[batch]).float())
-    return accumulator.volume()
-
-
 def main(args: argparse.Namespace) -> int:
     config = SimulationConfig(n_images=args.n_images, box_size=args.box, pixel_size_angstrom=args.apix, snr=args.snr,
                               shift_px=3.0, proportions=[0.5, 0.5], seed=args.seed)
@@ -64,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
     print("class  images  FSC=0.5 (px / Å)  FSC=0.143 (px / Å)  mean FSC to Nyquist")
     for k in range(labels.max() + 1):
         indices = np.flatnonzero(labels == k)
-        volume = reconstruct_class(particles, poses, indices)
+        volume = backproject_particles(particles, poses, indices)[0].volume()
         write_mrc(out / f"reconstruction_class{k}.mrc", volume.numpy(), args.apix, overwrite=True)
         truth, _ = read_mrc(out / "truth" / f"vol_{k:03d}.mrc")
         freqs, fsc = fourier_shell_correlation(volume, torch.from_numpy(truth))

@@ -16,15 +16,13 @@ import logging
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from hetacumn.data.backproject import backproject_particles
 from hetacumn.errors import InputError
 from hetacumn.io.mrc import write_mrc
 from hetacumn.io.particles import ParticleSet, load_particles
 from hetacumn.metrics.fsc import fourier_shell_correlation, resolution_at
 from hetacumn.outputs import check_output_file
-from hetacumn.physics.ctf import ctf_images
-from hetacumn.physics.reconstruct import BackprojectionAccumulator
 
 log = logging.getLogger(__name__)
 
@@ -51,29 +49,6 @@ def _half_index(particles: ParticleSet) -> np.ndarray:
     return np.arange(len(particles)) % 2
 
 
-def _accumulate(particles: ParticleSet, use_ctf: bool, batch_size: int, device: torch.device):
-    box = particles.box_size
-    halves = [BackprojectionAccumulator(box, device=device) for _ in range(2)]
-    half_index = _half_index(particles)
-    order = np.arange(len(particles))
-    with tqdm(total=len(order), desc="backprojecting", unit="img") as bar:
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            images = torch.from_numpy(particles.images.read(batch)).to(device)
-            rotations = torch.from_numpy(particles.poses.rotations[batch]).float().to(device)
-            shifts = torch.from_numpy(particles.poses.shift_px[batch]).float().to(device)
-            ctf = None
-            if use_ctf:
-                pixel_size = torch.from_numpy(particles.pixel_size_angstrom[batch]).to(device)
-                ctf = ctf_images(particles.ctf[batch].to(device), box, pixel_size).float()
-            for half in (0, 1):
-                keep = torch.from_numpy(half_index[batch] == half).to(device)
-                if keep.any():
-                    halves[half].add(images[keep], rotations[keep], None if ctf is None else ctf[keep], shifts[keep])
-            bar.update(len(batch))
-    return halves
-
-
 def main(args: argparse.Namespace) -> int:
     output = check_output_file(args.output, args.overwrite)
     particles = load_particles(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf)
@@ -87,7 +62,8 @@ def main(args: argparse.Namespace) -> int:
     pixel_size = float(np.median(particles.pixel_size_angstrom))
     log.info("%d particles, box %d px, %.3f Å/px, CTF %s", len(particles), particles.box_size, pixel_size,
              "applied" if use_ctf else "ignored")
-    halves = _accumulate(particles, use_ctf, args.batch_size, torch.device(args.device))
+    halves = backproject_particles(particles, particles.poses, half_index=_half_index(particles), use_ctf=use_ctf,
+                                   batch_size=args.batch_size, device=args.device)
     full = halves[0].merged_with(halves[1]).volume()
     write_mrc(output, full.cpu().numpy(), pixel_size, overwrite=args.overwrite)
     log.info("wrote %s", output)
