@@ -24,9 +24,10 @@ class EncoderConfig:
     filter_bank: bool = True  # cryoAI Gaussian low-pass bank in front of the CNN
     head_hidden: int = 256
     rotation: Literal["s2s2"] = "s2s2"
+    rotation_hypotheses: int = 1  # rotation heads; the one that explains the image best wins (1 = plain)
 
     def __post_init__(self) -> None:
-        if self.channels < 1 or self.head_hidden < 1:
+        if self.channels < 1 or self.head_hidden < 1 or self.rotation_hypotheses < 1:
             raise ValueError("encoder widths must be positive")
 
 

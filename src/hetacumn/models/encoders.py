@@ -4,7 +4,7 @@ Example usage::
 
     encoder = Encoder(EncoderConfig(), box_size=64, zdim=8, shift_range_px=8.0)
     out = encoder(images)             # images (B, D, D) normalised, masked
-    out.rotation                      # (B, 3, 3) pose rotations A
+    out.rotation                      # (B, K, 3, 3) K hypotheses of the pose rotation A
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from hetacumn.physics.rotations import s2s2_to_matrix
 
 @dataclass
 class EncoderOutput:
-    rotation: torch.Tensor  # (B, 3, 3)
+    rotation: torch.Tensor  # (B, K, 3, 3): K rotation hypotheses
     shift_px: torch.Tensor  # (B, 2), RELION origin convention
     z_mu: torch.Tensor | None  # (B, zdim)
     z_logvar: torch.Tensor | None  # (B, zdim)
@@ -129,7 +129,8 @@ class Encoder(nn.Module):
         self.filter_bank = GaussianFilterBank() if config.filter_bank else None
         c_in = self.filter_bank.out_channels if self.filter_bank else 1
         self.backbone, features = BACKBONES[config.backbone](c_in, config.channels, box_size)
-        self.rotation_head = _head(features, config.head_hidden, 6)
+        self.hypotheses = config.rotation_hypotheses
+        self.rotation_head = _head(features, config.head_hidden, 6 * self.hypotheses)
         self.shift_head = _head(features, config.head_hidden, 2)
         self.z_head = _head(features, config.head_hidden, 2 * zdim) if zdim > 0 else None
         self.shift_range_px = shift_range_px
@@ -141,7 +142,8 @@ class Encoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:
         feats = self.features(images)
-        rotation = s2s2_to_matrix(self.rotation_head(feats).float())
+        six_d = self.rotation_head(feats).float().reshape(len(feats), self.hypotheses, 6)
+        rotation = s2s2_to_matrix(six_d)
         shift = self.shift_range_px * torch.tanh(self.shift_head(feats).float())
         z_mu = z_logvar = None
         if self.z_head is not None:

@@ -92,9 +92,16 @@ class ImageReconstructionTask:
         ctf = context.ctf_values
         if kind == "mirror" and ctf is not None:
             ctf = ctf_at(half, batch.ctf, batch.pixel_size_angstrom, mirror=True)
-        pred = model.render(enc.rotation, enc.shift_px, z, 1.0 if ctf is None else ctf, half)
-        error = weighted_mse(pred, half.gather(self._target(images_ft, context)), half)
-        rotation, shift = (enc.rotation, enc.shift_px) if kind is None else untransform_pose(enc.rotation, enc.shift_px, kind)
+        target = half.gather(self._target(images_ft, context))
+        errors = torch.stack([
+            weighted_mse(model.render(enc.rotation[:, k], enc.shift_px, z, 1.0 if ctf is None else ctf, half), target, half)
+            for k in range(enc.rotation.shape[1])
+        ])  # (K, B): the best rotation hypothesis of each image counts
+        error, best = errors.min(dim=0)
+        rotation = enc.rotation[torch.arange(len(best), device=best.device), best]
+        shift = enc.shift_px
+        if kind is not None:
+            rotation, shift = untransform_pose(rotation, shift, kind)
         return _Path(error, kl, rotation, shift, enc.shift_px, z_mean, z_sample)
 
     def step(self, model: HetModel, batch: Batch, context: StepContext) -> StepOutput:

@@ -48,7 +48,8 @@ class PosePredictionTask:
     def step(self, model: HetModel, batch: Batch, context: StepContext, z: torch.Tensor | None) -> StepOutput:
         images, rotation, shift = self.render_examples(model, batch, z, context)
         enc = model.encode(images)
-        rotation_error = ((enc.rotation - rotation) ** 2).sum(dim=(-1, -2))
+        # With several rotation hypotheses the closest one is trained (winner takes all).
+        rotation_error = ((enc.rotation - rotation[:, None]) ** 2).sum(dim=(-1, -2)).min(dim=1).values
         shift_error = ((enc.shift_px - shift) ** 2).sum(-1)
         loss = rotation_error.mean() + self.config.pose_shift_weight * shift_error.mean()
         metrics = {"pose_loss": float(loss.detach()), "pose_rotation_frobenius2": float(rotation_error.detach().mean())}
