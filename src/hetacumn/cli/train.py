@@ -33,9 +33,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="hetacumn", help=f"one of {', '.join(METHODS)} (default hetacumn)")
     parser.add_argument("--zdim", type=int, default=8, help="latent dimension (heterogeneous methods)")
     parser.add_argument("--epochs", type=int, help="passes over the training images (default: the preset's)")
+    parser.add_argument("--max-minutes", type=float, help="stop training after this many minutes (resumable)")
     parser.add_argument("--batch-size", type=int, help="images per step")
     parser.add_argument("--lr", type=float, help="Adam learning rate")
     parser.add_argument("--decoder", choices=["voxel", "rff_mlp", "fouriernet"], help="override the preset's decoder")
+    parser.add_argument("--hypotheses", type=int, help="rotation hypotheses of the encoder (default: the preset's)")
     parser.add_argument("--train-subset", type=int, default=0, help="train on N random images, then infer on all")
     parser.add_argument("--datadir", help="folder holding the stacks named in a STAR or .cs file")
     parser.add_argument("--seed", type=int, default=0)
@@ -51,10 +53,13 @@ def build_config(args: argparse.Namespace, box_size: int):
     if args.zdim < 1 and config.model.z_mode != "none":
         raise InputError(None, f"--zdim must be at least 1 for the heterogeneous method {args.method}")
     train_overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                                         "seed": args.seed, "train_subset": args.train_subset}.items() if v is not None}
+                                         "seed": args.seed, "train_subset": args.train_subset,
+                                         "max_minutes": args.max_minutes}.items() if v is not None}
     config.train = dataclasses.replace(config.train, **train_overrides)
     if args.decoder:
         config.model.decoder = dataclasses.replace(config.model.decoder, kind=args.decoder)
+    if args.hypotheses:
+        config.model.encoder = dataclasses.replace(config.model.encoder, rotation_hypotheses=args.hypotheses)
     config.data.particles = str(args.particles)
     config.data.datadir = args.datadir
     return config

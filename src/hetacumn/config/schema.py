@@ -76,6 +76,7 @@ class TaskConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 20
+    max_minutes: float = 0.0  # stop training after this wall time (0 = no limit); resumable
     batch_size: int = 64
     lr: float = 1e-3
     encoder_lr_scale: float = 1.0

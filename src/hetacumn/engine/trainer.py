@@ -152,10 +152,11 @@ class Trainer:
         window: list[dict[str, float]] = []
         window_start, window_images = time.time(), 0
         next_checkpoint = (self.progress["images_seen"] // t.checkpoint_every_images + 1) * t.checkpoint_every_images
+        deadline = time.time() + 60 * t.max_minutes if t.max_minutes > 0 else math.inf
         try:
-            while self.progress["epoch"] < t.epochs:
+            while self.progress["epoch"] < t.epochs and time.time() < deadline:
                 order = self.indices[np.random.default_rng(t.seed + self.progress["epoch"]).permutation(len(self.indices))]
-                while self.progress["step"] < self.steps_per_epoch:
+                while self.progress["step"] < self.steps_per_epoch and time.time() < deadline:
                     chunk = order[self.progress["step"] * t.batch_size:(self.progress["step"] + 1) * t.batch_size]
                     window.append(self.train_step(chunk))
                     self.progress["step"] += 1
@@ -172,8 +173,12 @@ class Trainer:
                     if self.progress["images_seen"] >= next_checkpoint:
                         self.checkpoint()
                         next_checkpoint += t.checkpoint_every_images
-                self.progress["epoch"] += 1
-                self.progress["step"] = 0
+                if self.progress["step"] >= self.steps_per_epoch:
+                    self.progress["epoch"] += 1
+                    self.progress["step"] = 0
+            if time.time() >= deadline:
+                log.info("stopped after the %.1f-minute limit at epoch %d, %d images seen", t.max_minutes,
+                         self.progress["epoch"] + 1, self.progress["images_seen"])
         finally:
             bar.close()
             metrics_file.close()
