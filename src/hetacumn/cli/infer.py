@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 
+from hetacumn.cli.common import default_device, parse_device
 from hetacumn.engine.run import infer_particles
 from hetacumn.io.particles import load_particles
 from hetacumn.outputs import prepare_output_dir
@@ -21,7 +21,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--outdir", required=True, help="output folder")
     parser.add_argument("--datadir", help="folder holding the stacks named in a STAR or .cs file")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=default_device(), help="cpu or cuda[:N] (default: cuda when present)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
 
@@ -29,5 +29,5 @@ def main(args: argparse.Namespace) -> int:
     particles = load_particles(args.particles, datadir=args.datadir)
     particles.require_ctf()
     outdir = prepare_output_dir(args.outdir, args.overwrite)
-    infer_particles(args.checkpoint, particles, outdir, args.device, args.batch_size)
+    infer_particles(args.checkpoint, particles, outdir, str(parse_device(args.device)), args.batch_size)
     return 0

@@ -17,6 +17,7 @@ import logging
 import numpy as np
 import torch
 
+from hetacumn.cli.common import parse_device
 from hetacumn.data.backproject import backproject_particles
 from hetacumn.errors import InputError
 from hetacumn.io.mrc import write_mrc
@@ -50,7 +51,15 @@ def _half_index(particles: ParticleSet) -> np.ndarray:
 
 
 def main(args: argparse.Namespace) -> int:
+    for option, value in (("--batch-size", args.batch_size), ("--first", args.first)):
+        if value is not None and value < 1:
+            raise InputError(None, f"{option} must be at least 1, got {value}")
+    device = parse_device(args.device)
     output = check_output_file(args.output, args.overwrite)
+    # Every output is checked before any is written, so a refused run leaves earlier results whole.
+    half_paths = [output.with_name(f"{output.stem}_half_{name}.mrc") for name in "ab"] if args.half_maps else []
+    for path in half_paths:
+        check_output_file(path, args.overwrite)
     particles = load_particles(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf)
     if particles.poses is None:
         raise InputError(args.particles, "no poses in this file: give them with --poses pose.pkl")
@@ -63,14 +72,13 @@ def main(args: argparse.Namespace) -> int:
     log.info("%d particles, box %d px, %.3f Å/px, CTF %s", len(particles), particles.box_size, pixel_size,
              "applied" if use_ctf else "ignored")
     halves = backproject_particles(particles, particles.poses, half_index=_half_index(particles), use_ctf=use_ctf,
-                                   batch_size=args.batch_size, device=args.device)
+                                   batch_size=args.batch_size, device=device)
     full = halves[0].merged_with(halves[1]).volume()
     write_mrc(output, full.cpu().numpy(), pixel_size, overwrite=args.overwrite)
     log.info("wrote %s", output)
     if args.half_maps:
         maps = [h.volume() for h in halves]
-        for name, volume in zip("ab", maps):
-            path = check_output_file(output.with_name(f"{output.stem}_half_{name}.mrc"), args.overwrite)
+        for path, volume in zip(half_paths, maps):
             write_mrc(path, volume.cpu().numpy(), pixel_size, overwrite=args.overwrite)
         freqs, curve = fourier_shell_correlation(maps[0], maps[1])
         res_px = resolution_at(freqs, curve, 0.143)

@@ -16,6 +16,7 @@ import argparse
 
 import torch
 
+from hetacumn.cli.common import parse_device
 from hetacumn.errors import InputError
 from hetacumn.simulate.dataset import BUILTIN, SimulationConfig, simulate_dataset
 
@@ -67,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
         continuous=args.continuous,
         seed=args.seed,
     )
-    summary = simulate_dataset(config, args.outdir, overwrite=args.overwrite, device=args.device,
+    summary = simulate_dataset(config, args.outdir, overwrite=args.overwrite, device=parse_device(args.device),
                                batch_size=args.batch_size)
     print(f"wrote {summary['n_images']} images ({summary['n_volumes']} true volumes, class counts "
           f"{summary['class_counts']}, noise std {summary['noise_std']:.4g}) to {args.outdir}")

@@ -17,9 +17,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import torch
 
 from hetacumn.config.presets import METHODS, preset
+from hetacumn.cli.common import default_device, parse_device
 from hetacumn.engine.run import train
 from hetacumn.engine.trainer import TrainingDiverged
 from hetacumn.errors import InputError
@@ -41,7 +41,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-subset", type=int, default=0, help="train on N random images, then infer on all")
     parser.add_argument("--datadir", help="folder holding the stacks named in a STAR or .cs file")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=default_device(), help="cpu or cuda[:N] (default: cuda when present)")
     parser.add_argument("--resume", action="store_true", help="continue from OUTDIR/checkpoint.pt")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
@@ -66,6 +66,7 @@ def build_config(args: argparse.Namespace, box_size: int):
 
 
 def main(args: argparse.Namespace) -> int:
+    parse_device(args.device)
     particles = load_particles(args.particles, datadir=args.datadir)
     particles.require_ctf()
     if args.train_subset > len(particles):

@@ -12,6 +12,7 @@ import argparse
 import numpy as np
 import torch
 
+from hetacumn.cli.common import default_device, parse_device
 from hetacumn.engine.run import load_trained
 from hetacumn.errors import InputError
 from hetacumn.io.mrc import write_mrc
@@ -24,7 +25,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--outdir", required=True, help="output folder for vol_000.mrc, ...")
     parser.add_argument("--apix", type=float, help="voxel size in Å (default: the training data's)")
     parser.add_argument("--flip", action="store_true", help="mirror the volumes (the hand of an ab initio map is arbitrary)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=default_device(), help="cpu or cuda[:N] (default: cuda when present)")
     parser.add_argument("--overwrite", action="store_true")
 
 
@@ -40,7 +41,7 @@ def _read_latents(path: str, zdim: int) -> np.ndarray:
 
 
 def main(args: argparse.Namespace) -> int:
-    model, config = load_trained(args.checkpoint, args.device)
+    model, config = load_trained(args.checkpoint, str(parse_device(args.device)))
     zdim = model.zdim
     z_rows = _read_latents(args.z, zdim) if args.z else np.zeros((1, zdim))
     outdir = prepare_output_dir(args.outdir, args.overwrite)

@@ -54,12 +54,16 @@ def read_pose_pickle(path: str | Path, box_size: int) -> PoseTable:
     """
     path = Path(path)
     content = _load_pickle(path)
-    if isinstance(content, (tuple, list)) and len(content) == 2:
-        rot, trans = (np.asarray(a, dtype=np.float64) for a in content)
-    elif isinstance(content, (tuple, list)) and len(content) == 1:
-        rot, trans = np.asarray(content[0], dtype=np.float64), None
-    else:
-        rot, trans = np.asarray(content, dtype=np.float64), None
+    try:
+        if isinstance(content, (tuple, list)) and len(content) == 2:
+            rot, trans = (np.asarray(a, dtype=np.float64) for a in content)
+        elif isinstance(content, (tuple, list)) and len(content) == 1:
+            rot, trans = np.asarray(content[0], dtype=np.float64), None
+        else:
+            rot, trans = np.asarray(content, dtype=np.float64), None
+    except (TypeError, ValueError):
+        problem = f"not a pose pickle: expected (rot, trans) arrays, got {type(content).__name__}"
+        raise InputError(path, problem) from None
     if rot.ndim != 3 or rot.shape[1:] != (3, 3):
         raise InputError(path, f"rotations should be (N, 3, 3), got {rot.shape}")
     if trans is None:

@@ -107,13 +107,16 @@ def write_mrc(path: str | Path, array: np.ndarray, voxel_size_angstrom: float, o
     """
     path = check_output_file(path, overwrite)
     data = np.ascontiguousarray(array, dtype=np.float32)
-    with mrcfile.new(path, overwrite=True) as mrc:
-        mrc.set_data(data)
-        if path.suffix.lower() == ".mrcs" and data.ndim == 3:
-            mrc.set_image_stack()
-        mrc.voxel_size = float(voxel_size_angstrom)
-        mrc.header.origin = (0.0, 0.0, 0.0)
-        mrc.update_header_stats()
+    try:
+        with mrcfile.new(path, overwrite=True) as mrc:
+            mrc.set_data(data)
+            if path.suffix.lower() == ".mrcs" and data.ndim == 3:
+                mrc.set_image_stack()
+            mrc.voxel_size = float(voxel_size_angstrom)
+            mrc.header.origin = (0.0, 0.0, 0.0)
+            mrc.update_header_stats()
+    except OSError as error:
+        raise InputError(path, f"cannot write ({error.strerror or error})") from None
     return path
 
 
