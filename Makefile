@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/hetacumn demo -o demo_out --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -q
 
 clean:
 	rm -rf $(VENV) demo_out
