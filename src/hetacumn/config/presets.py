@@ -21,7 +21,7 @@ METHODS = ("hetacumn", "acehetem", "cryofire", "cryoai")
 def _encoder(on_gpu: bool) -> EncoderConfig:
     if on_gpu:
         return EncoderConfig(backbone="vgg", channels=64, head_hidden=512)
-    return EncoderConfig(backbone="lean", channels=32, head_hidden=256)
+    return EncoderConfig(backbone="lean", channels=16, head_hidden=128)
 
 
 def _decoder(method: str, on_gpu: bool) -> DecoderConfig:

@@ -51,13 +51,14 @@ def _conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
 
 
 def lean_backbone(c_in: int, channels: int, box_size: int) -> tuple[nn.Module, int]:
-    """Strided convolutions halving the image down to 4x4; widths double up to 8x ``channels``."""
-    layers, width, size = [], channels, box_size
-    layers.append(_conv_block(c_in, width, 1))
+    """Strided convolutions from the first layer on, halving the image down to 4x4; widths double
+    from ``channels`` up to 8x. Cheap enough for CPU training (no full-resolution convolution)."""
+    layers, width, size = [], c_in, box_size
+    out = channels
     while size > 4:
-        out = min(width * 2, channels * 8)
         layers.append(_conv_block(width, out, 2))
         width, size = out, (size + 1) // 2
+        out = min(out * 2, channels * 8)
     return nn.Sequential(*layers, nn.Flatten()), width * size * size
 
 
