@@ -24,6 +24,7 @@ FORBIDDEN = {
     "models": {"tasks", "engine", "analysis", "cli"},
     "tasks": {"engine", "analysis", "cli"},
     "engine": {"analysis", "cli"},
+    "analysis": {"cli"},
 }
 
 

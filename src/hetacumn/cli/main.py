@@ -15,7 +15,7 @@ import sys
 from hetacumn import __version__
 from hetacumn.errors import InputError
 
-COMMANDS = ["info", "simulate", "reconstruct", "train", "infer", "volume", "evaluate", "demo"]
+COMMANDS = ["info", "simulate", "reconstruct", "train", "infer", "volume", "evaluate", "demo", "analyze", "select"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from hetacumn.cli.common import parse_device
-from hetacumn.data.backproject import backproject_particles
+from hetacumn.data.backproject import backproject_particles, half_set_index
 from hetacumn.errors import InputError
 from hetacumn.io.mrc import write_mrc
-from hetacumn.io.particles import ParticleSet, load_particles
+from hetacumn.io.particles import load_particles
 from hetacumn.metrics.fsc import fourier_shell_correlation, resolution_at
 from hetacumn.outputs import check_output_file
 
@@ -40,14 +40,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
-
-
-def _half_index(particles: ParticleSet) -> np.ndarray:
-    """Half-set per particle: rlnRandomSubset (1/2) when the file has it, else alternating."""
-    table = particles.table
-    if table is not None and "rlnRandomSubset" in table.columns:
-        return (table["rlnRandomSubset"].to_numpy().astype(int) != 1).astype(int)
-    return np.arange(len(particles)) % 2
 
 
 def main(args: argparse.Namespace) -> int:
@@ -71,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     pixel_size = float(np.median(particles.pixel_size_angstrom))
     log.info("%d particles, box %d px, %.3f Å/px, CTF %s", len(particles), particles.box_size, pixel_size,
              "applied" if use_ctf else "ignored")
-    halves = backproject_particles(particles, particles.poses, half_index=_half_index(particles), use_ctf=use_ctf,
+    halves = backproject_particles(particles, particles.poses, half_index=half_set_index(particles), use_ctf=use_ctf,
                                    batch_size=args.batch_size, device=device)
     full = halves[0].merged_with(halves[1]).volume()
     write_mrc(output, full.cpu().numpy(), pixel_size, overwrite=args.overwrite)

@@ -17,6 +17,14 @@ from hetacumn.physics.ctf import ctf_images
 from hetacumn.physics.reconstruct import BackprojectionAccumulator
 
 
+def half_set_index(particles: ParticleSet) -> np.ndarray:
+    """Half-set (0/1) per particle: RELION's rlnRandomSubset (1/2) when the file has it, else alternating."""
+    table = particles.table
+    if table is not None and "rlnRandomSubset" in table.columns:
+        return (table["rlnRandomSubset"].to_numpy().astype(int) != 1).astype(int)
+    return np.arange(len(particles)) % 2
+
+
 def backproject_particles(particles: ParticleSet, poses: PoseTable, indices: np.ndarray | None = None,
                           half_index: np.ndarray | None = None, use_ctf: bool = True, batch_size: int = 256,
                           device: torch.device | str = "cpu") -> list[BackprojectionAccumulator]:
