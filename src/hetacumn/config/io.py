@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sys
 import time
+import types
 import typing
 from pathlib import Path
 
@@ -20,12 +21,12 @@ def config_to_dict(config) -> dict:
 def _convert(value, annotation, where: str):
     origin = typing.get_origin(annotation)
     if dataclasses.is_dataclass(annotation):
-        return _from_dict(annotation, value, where)
+        return dataclass_from_dict(annotation, value, where)
     if origin is typing.Literal:
         if value not in typing.get_args(annotation):
             raise ValueError(f"{where}: {value!r} is not one of {typing.get_args(annotation)}")
         return value
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in typing.get_args(annotation):
             return None
         return _convert(value, next(a for a in typing.get_args(annotation) if a is not type(None)), where)
@@ -38,7 +39,8 @@ def _convert(value, annotation, where: str):
     return value
 
 
-def _from_dict(cls, data: dict, where: str = "config"):
+def dataclass_from_dict(cls, data: dict, where: str = "config"):
+    """Build dataclass ``cls`` from a plain dict, rejecting unknown keys and wrong types."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping")
     hints = typing.get_type_hints(cls)
@@ -51,7 +53,7 @@ def _from_dict(cls, data: dict, where: str = "config"):
 
 
 def config_from_dict(data: dict) -> RunConfig:
-    return _from_dict(RunConfig, data)
+    return dataclass_from_dict(RunConfig, data)
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:

@@ -17,7 +17,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from hetacumn.config.io import _from_dict
+from hetacumn.config.io import dataclass_from_dict
 from hetacumn.config.schema import ModelConfig
 from hetacumn.models.decoders import build_decoder
 from hetacumn.models.encoders import Encoder, EncoderOutput
@@ -69,7 +69,7 @@ class HetModel(nn.Module):
 
     @staticmethod
     def from_config_dict(data: dict) -> "HetModel":
-        return HetModel(_from_dict(ModelConfig, data, "model"))
+        return HetModel(dataclass_from_dict(ModelConfig, data, "model"))
 
     @staticmethod
     def from_checkpoint(path, map_location="cpu") -> "HetModel":
