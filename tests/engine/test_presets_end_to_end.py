@@ -60,3 +60,24 @@ def test_preset_train_infer_volume(method, tiny_dataset, tiny_particles, tmp_pat
     volume, voxel = read_mrc(tmp_path / "vols" / "vol_000.mrc")
     assert voxel == pytest.approx(4.0, rel=1e-5)
     assert volume.shape == (32, 32, 32) and np.isfinite(volume).all() and volume.std() > 0
+
+
+def test_volume_flip_mirrors_about_the_centre_voxel(tiny_particles, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    train(small_config("cryoai"), tiny_particles, run)
+    assert cli(["volume", str(run / "checkpoint.pt"), "-o", str(tmp_path / "plain")]) == 0
+    assert cli(["volume", str(run / "checkpoint.pt"), "-o", str(tmp_path / "flip"), "--flip"]) == 0
+    plain, _ = read_mrc(tmp_path / "plain" / "vol_000.mrc")
+    flipped, _ = read_mrc(tmp_path / "flip" / "vol_000.mrc")
+    z = np.arange(32)
+    mirrored_z = (2 * 16 - z) % 32  # z -> -z about index D // 2
+    assert np.allclose(flipped, plain[mirrored_z], atol=1e-6)
+
+
+def test_a_broken_checkpoint_is_one_clear_error(tmp_path, capsys):
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert cli(["volume", str(bad), "-o", str(tmp_path / "vols")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "checkpoint" in err[0]

@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     for i, z in enumerate(z_rows):
         volume = model.volume(torch.from_numpy(z).float() if zdim else None).cpu().numpy()
         if args.flip:
-            volume = volume[::-1].copy()
+            volume = np.roll(volume[::-1], 1, axis=0)  # mirror z about the centre voxel D // 2
         write_mrc(outdir / f"vol_{i:03d}.mrc", volume, apix, overwrite=args.overwrite)
     print(f"wrote {len(z_rows)} volume(s) to {outdir}")
     return 0

@@ -8,6 +8,7 @@ latent means; absent for homogeneous methods).
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +77,13 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
 
 
 def load_trained(checkpoint_path: str | Path, device: str = "cpu") -> tuple[HetModel, RunConfig]:
-    state = load_checkpoint(checkpoint_path, map_location=device)
-    model = HetModel.from_config_dict(state["model_config"]).to(device)
-    model.load_state_dict(state["model"])
+    try:
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        model = HetModel.from_config_dict(state["model_config"]).to(device)
+        model.load_state_dict(state["model"])
+    except (OSError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(checkpoint_path, f"not a usable hetacumn checkpoint ({first_line})") from None
     return model, state["run_config"]
 
 
