@@ -95,7 +95,7 @@ class ParticleImages:
         return self.window_images(images) / self.stats.scale
 
     def batch(self, indices: np.ndarray, device: torch.device) -> Batch:
-        raw = self._cache[indices] if self._cache is not None else self._read(np.sort(indices))[np.argsort(np.argsort(indices))]
+        raw = self._cache[indices] if self._cache is not None else self._read(indices)
         images = self.prepare(raw.to(device))
         ctf = None if self.particles.ctf is None else self.particles.ctf[torch.as_tensor(indices)].to(device, torch.float32)
         pixel = torch.as_tensor(self.particles.pixel_size_angstrom[indices], dtype=torch.float32, device=device)
