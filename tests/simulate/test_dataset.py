@@ -150,7 +150,10 @@ def test_same_seed_reproduces_bit_exactly_and_another_seed_differs(tmp_path_fact
     runs = [_simulate(tmp_path_factory, f"seed{i}", n_images=30, snr=0.5, seed=seed)[0]
             for i, seed in enumerate((5, 5, 6))]
     for name in ("particles.mrcs", "truth/poses.pkl", "truth/ctf.pkl", "truth/labels.npy"):
-        assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes()
+        first, second = ((run / name).read_bytes() for run in runs[:2])
+        if name.endswith(".mrcs"):  # the header's text labels (bytes 224-1023) carry mrcfile's time stamp
+            first, second = first[:224] + first[1024:], second[:224] + second[1024:]
+        assert first == second
     images = [_images(run) for run in runs]
     assert np.corrcoef(images[0].ravel(), images[2].ravel())[0, 1] < 0.2
     rotations = [_load_pickle(run / "truth" / "poses.pkl")[0] for run in (runs[0], runs[2])]
