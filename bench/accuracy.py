@@ -26,16 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.spatial.transform import Rotation
 
+from hetacumn.analysis.truth import align_volume, volume_rotation_to_truth
 from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.io.cryodrgn import read_pose_pickle
 from hetacumn.io.mrc import read_mrc
 from hetacumn.metrics.fsc import fourier_shell_correlation, resolution_at
 from hetacumn.metrics.latent import confusion_error, spearman_pc1
-from hetacumn.metrics.pose import MIRROR, RotationAlignment, align_rotations, rotation_errors, translation_errors
-from hetacumn.physics.grids import centered_indices
+from hetacumn.metrics.pose import MIRROR, align_rotations, rotation_errors, translation_errors
 from hetacumn.physics.render import render_images
 from hetacumn.simulate.volumes import toy_molecule
 
@@ -103,28 +102,9 @@ def train(data: Path, method: str, args: argparse.Namespace) -> tuple[Path, dict
     return run, costs
 
 
-def volume_transform(alignment: RotationAlignment, offset_px) -> tuple[np.ndarray, np.ndarray]:
-    """``M, c`` with ``aligned(u) = predicted(M u + c)`` (xyz px from the box centre).
-
-    Poses ``pred = true G`` belong to the map ``predicted(y) = truth(G y)``; mirrored ones
-    (``J pred J = true G``) to ``predicted(y) = truth(G J y)``. A map offset by ``c`` moves each image by
-    ``(pred_i c)_xy = (true_i M^-1 c)_xy``, so the offset ``d`` fitted by ``translation_errors`` is ``M^-1 c``.
-    """
-    matrix = alignment.global_rotation.T
-    if alignment.hand == "mirrored":
-        matrix = MIRROR @ matrix
-    return matrix, matrix @ np.asarray(offset_px, dtype=np.float64)
-
-
-def resample(volume: np.ndarray, matrix: np.ndarray, offset_px: np.ndarray) -> np.ndarray:
-    """``out(u) = volume(M u + c)`` at every voxel ``u`` (xyz px from index ``D // 2``); trilinear, 0 outside."""
-    box = volume.shape[-1]
-    offsets = centered_indices(box, dtype=torch.float64)
-    z, y, x = torch.meshgrid(offsets, offsets, offsets, indexing="ij")
-    points = torch.stack([x, y, z], dim=-1) @ torch.as_tensor(matrix).T + torch.as_tensor(offset_px)
-    grid = (points + box // 2) * (2.0 / (box - 1)) - 1.0  # align_corners=True: index 0 -> -1, D-1 -> +1
-    source = torch.as_tensor(np.ascontiguousarray(volume), dtype=torch.float64)[None, None]
-    return F.grid_sample(source, grid[None], mode="bilinear", align_corners=True)[0, 0].numpy()
+def aligned_to_truth(volume: np.ndarray, rotation: np.ndarray, offset_px) -> np.ndarray:
+    """``out(x) = volume(R (x + d))``: the analysis layer's resampler, on numpy float64."""
+    return align_volume(torch.as_tensor(np.ascontiguousarray(volume), dtype=torch.float64), rotation, offset_px).numpy()
 
 
 def resolution_px(volume: np.ndarray, reference: np.ndarray) -> float:
@@ -161,8 +141,9 @@ def score(data: Path, run: Path, args: argparse.Namespace) -> dict:
         volumes = class_volumes(run, z, labels, args)
     else:
         volumes = [read_mrc(run / "consensus.mrc")[0]]  # homogeneous: compared with class 0
-    matrix, offset = volume_transform(alignment, shifts["offset_px"])
-    result["resolution_px"] = [resolution_px(resample(volume, matrix, offset), read_mrc(truth / f"vol_{k:03d}.mrc")[0])
+    rotation = volume_rotation_to_truth(alignment)
+    result["resolution_px"] = [resolution_px(aligned_to_truth(volume, rotation, shifts["offset_px"]),
+                                             read_mrc(truth / f"vol_{k:03d}.mrc")[0])
                                for k, volume in enumerate(volumes)]
     return result
 
@@ -181,7 +162,7 @@ def self_check() -> bool:
     for hand in ("original", "mirrored"):
         pred_rot = true_rot @ g if hand == "original" else MIRROR @ true_rot @ g @ MIRROR
         m = g.T if hand == "original" else MIRROR @ g.T
-        predicted = resample(truth, m.T, -m.T @ c)  # predicted(y) = truth(M^-1 (y - c))
+        predicted = aligned_to_truth(truth, m.T, -c)  # predicted(y) = truth(M^-1 (y - c))
         pred_shift = true_shift + (pred_rot @ c)[:, :2]
         # independent of resample's convention: the predicted map at the predicted poses gives the same images
         images = [render_images(torch.as_tensor(v, dtype=torch.float64), torch.as_tensor(r[:8]), None,
@@ -190,10 +171,11 @@ def self_check() -> bool:
         image_cc = float(torch.corrcoef(torch.stack(images))[0, 1])
         _, alignment = align_rotations(pred_rot, true_rot)
         offset = translation_errors(pred_shift, true_shift, true_rotations=true_rot)["offset_px"]
-        matrix, offset = volume_transform(alignment, offset)
-        aligned = resolution_px(resample(predicted, matrix, offset), truth)
+        rotation = volume_rotation_to_truth(alignment)
+        aligned = resolution_px(aligned_to_truth(predicted, rotation, offset), truth)
         unaligned = resolution_px(predicted, truth)
-        transposed = resolution_px(resample(predicted, matrix.T, offset), truth)
+        # negative control: the transposed rotation, with the same translation (R^T d = R offset)
+        transposed = resolution_px(aligned_to_truth(predicted, rotation.T, rotation @ rotation @ offset), truth)
         ok = alignment.hand == hand and image_cc > 0.99 and aligned < 3.0 and min(unaligned, transposed) > 6
         passed &= ok
         print(f"{hand}: hand found {alignment.hand}, image correlation {image_cc:.4f}, FSC=0.5 resolution "

@@ -80,6 +80,16 @@ def load_truth(truth_dir: str | Path, n_particles: int, box_size: int) -> Truth:
     return Truth(labels, states, poses, list(volumes), float(voxel_sizes[0]))
 
 
+def volume_rotation_to_truth(alignment) -> np.ndarray:
+    """Rotation ``R`` for :func:`align_volume` that carries a run's map onto the truth, from the pose alignment.
+
+    Poses ``pred = true G`` belong to the map ``predicted(y) = truth(G y)``; mirrored ones (``J pred J = true G``)
+    to ``predicted(y) = truth(G J y)``; so ``R = G^T`` (times ``J`` for the mirrored hand).
+    """
+    rotation = alignment.global_rotation.T
+    return MIRROR @ rotation if alignment.hand == "mirrored" else rotation
+
+
 def align_volume(volume: torch.Tensor, rotation, offset_px=(0.0, 0.0, 0.0)) -> torch.Tensor:
     """Resample ``volume`` (D, D, D, [z, y, x]) as ``out(x) = volume(R (x + d))`` by trilinear interpolation.
 
@@ -145,9 +155,7 @@ def compare_with_truth(truth: Truth, z: np.ndarray, kmeans_labels: np.ndarray, g
                                                   torch.from_numpy(truth.poses.rotations)).numpy())
     rotation = {**rotation_errors(aligned, truth.poses.rotations, align=False), "hand": alignment.hand}
     translation = translation_errors(poses.shift_px, truth.poses.shift_px, true_rotations=truth.poses.rotations)
-    to_truth = alignment.global_rotation.T
-    if alignment.hand == "mirrored":
-        to_truth = MIRROR @ to_truth
+    to_truth = volume_rotation_to_truth(alignment)
     per_class, curves = [], {}
     for k, volume in enumerate(class_volumes):
         members = truth.labels[kmeans_labels == k]
