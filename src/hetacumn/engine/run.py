@@ -19,7 +19,7 @@ from hetacumn.config.schema import RunConfig
 from hetacumn.data.images import ParticleImages
 from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.engine.inference import Inference, infer
-from hetacumn.engine.trainer import Trainer
+from hetacumn.engine.trainer import Trainer, max_radius_px
 from hetacumn.errors import InputError
 from hetacumn.io.cryodrgn import write_pose_pickle
 from hetacumn.io.mrc import write_mrc
@@ -96,7 +96,6 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
                          f"{config.model.box_size} px")
     data = ParticleImages(particles, config.data.mask_radius_fraction, scale=config.data.scale or None)
     task = ImageReconstructionTask(config.task, config.model.z_mode)
-    radius = float(config.train.max_radius_px or config.model.box_size // 2 - 1)
-    result = infer(model, data, task, radius, torch.device(device), batch_size)
+    result = infer(model, data, task, max_radius_px(config), torch.device(device), batch_size)
     write_results(outdir, particles, result, model)
     return result

@@ -40,6 +40,11 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
+def max_radius_px(config: RunConfig) -> float:
+    """The largest Fourier radius decoded (px): ``max_radius_px`` if set, else just inside Nyquist."""
+    return float(config.train.max_radius_px or config.model.box_size // 2 - 1)
+
+
 def train_indices(n_images: int, subset: int, seed: int) -> np.ndarray:
     """The images trained on: all, or a seeded random subset of ``subset`` (sorted)."""
     if subset <= 0 or subset >= n_images:
@@ -74,7 +79,7 @@ class Trainer:
         return math.ceil(len(self.indices) / self.config.train.batch_size)
 
     def max_radius(self) -> float:
-        return float(self.config.train.max_radius_px or self.config.model.box_size // 2 - 1)
+        return max_radius_px(self.config)
 
     def radius(self) -> float:
         t = self.config.train
