@@ -59,3 +59,16 @@ def test_hartley_involution_and_conversion():
     volume = torch.randn(8, 8, 8, dtype=torch.float64)
     volume_ft = fft3_centered(volume)
     assert torch.allclose(hartley_to_fourier(fourier_to_hartley(volume_ft), dims=3), volume_ft, atol=1e-10)
+
+
+def test_negate_frequencies_is_k_to_minus_k_about_the_centre():
+    from hetacumn.physics.fourier import fft2_centered, negate_frequencies
+
+    images = torch.randn(3, 16, 16, dtype=torch.float64)
+    # the transform of a real image is Hermitian: F(-k) = conj(F(k))
+    spectrum = fft2_centered(images)
+    assert torch.allclose(negate_frequencies(spectrum), spectrum.conj(), atol=1e-10)
+    delta = torch.zeros(16, 16)
+    delta[8 + 2, 8 + 3] = 1  # (x, y) = (3, 2) from the centre
+    assert negate_frequencies(delta)[8 - 2, 8 - 3] == 1
+    assert torch.equal(negate_frequencies(negate_frequencies(images)), images)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from hetacumn.physics.fourier import negate_frequencies
 from hetacumn.physics.grids import real_grid_2d
 
 
@@ -51,7 +52,7 @@ class HalfPlane:
         full = torch.zeros(values.shape[0], d * d, dtype=values.dtype, device=values.device)
         full[:, self.flat_index] = values
         full = full.reshape(-1, d, d)
-        mirror = torch.roll(torch.flip(full, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1)).conj()
+        mirror = negate_frequencies(full).conj()
         origin = (self.coords == 0).all(-1)
         result = full + mirror
         if origin.any():

@@ -21,6 +21,7 @@ __all__ = [
     "ifft3_centered",
     "hartley2",
     "ihartley2",
+    "negate_frequencies",
     "fourier_to_hartley",
     "hartley_to_fourier",
 ]
@@ -53,6 +54,17 @@ def ifft3_centered(volume_ft: torch.Tensor) -> torch.Tensor:
     return torch.fft.fftshift(torch.fft.ifftn(shifted, dim=_AXES_3D), dim=_AXES_3D)
 
 
+def negate_frequencies(values: torch.Tensor, dims: int = 2) -> torch.Tensor:
+    """``out[k] = values[-k]`` over the last ``dims`` centred axes (index ``D // 2`` maps onto itself).
+
+    For an even box, flipping maps index ``i`` to ``D - 1 - i``; rolling by one makes it ``D - i``, i.e.
+    ``-k`` about ``D // 2`` (the Nyquist index 0 maps to itself). In real space this is the point
+    reflection through the box centre.
+    """
+    axes = tuple(range(-dims, 0))
+    return torch.roll(torch.flip(values, dims=axes), shifts=(1,) * dims, dims=axes)
+
+
 def fourier_to_hartley(image_ft: torch.Tensor) -> torch.Tensor:
     """Hartley coefficients ``Re(F) - Im(F)`` of a Fourier transform (real output)."""
     return image_ft.real - image_ft.imag
@@ -61,11 +73,9 @@ def fourier_to_hartley(image_ft: torch.Tensor) -> torch.Tensor:
 def hartley_to_fourier(image_ht: torch.Tensor, dims: int = 2) -> torch.Tensor:
     """Fourier coefficients from Hartley coefficients of a real signal, centred layout.
 
-    Uses ``F(k) = (H(k) + H(-k)) / 2 - i (H(k) - H(-k)) / 2``; ``-k`` is found by flipping the
-    centred axes and rolling by one so that index ``D // 2`` maps onto itself (even boxes).
+    Uses ``F(k) = (H(k) + H(-k)) / 2 - i (H(k) - H(-k)) / 2`` (see :func:`negate_frequencies`).
     """
-    axes = tuple(range(-dims, 0))
-    mirrored = torch.roll(torch.flip(image_ht, dims=axes), shifts=(1,) * dims, dims=axes)
+    mirrored = negate_frequencies(image_ht, dims)
     return torch.complex((image_ht + mirrored) / 2, -(image_ht - mirrored) / 2)
 
 

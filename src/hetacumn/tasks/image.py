@@ -16,7 +16,7 @@ from hetacumn.config.schema import TaskConfig
 from hetacumn.data.images import Batch
 from hetacumn.models.model import HetModel
 from hetacumn.physics.filters import gaussian_lowpass_ft
-from hetacumn.physics.fourier import fft2_centered
+from hetacumn.physics.fourier import fft2_centered, negate_frequencies
 from hetacumn.tasks.base import StepContext, StepOutput, ctf_at, weighted_mse
 
 _ROT_Z_PI = torch.diag(torch.tensor([-1.0, -1.0, 1.0]))
@@ -26,7 +26,7 @@ _ROT_Y_PI = torch.diag(torch.tensor([-1.0, 1.0, -1.0]))
 def transform_images(images: torch.Tensor, kind: str) -> torch.Tensor:
     """Rotate by pi (``rotation``) or mirror in x (``mirror``) about the centre pixel ``D // 2``."""
     if kind == "rotation":
-        return torch.roll(torch.flip(images, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+        return negate_frequencies(images)  # point reflection through D // 2
     return torch.roll(torch.flip(images, dims=(-1,)), shifts=1, dims=-1)
 
 
