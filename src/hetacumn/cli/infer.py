@@ -12,7 +12,6 @@ import argparse
 from hetacumn.cli.common import default_device, parse_device
 from hetacumn.engine.run import infer_particles
 from hetacumn.io.particles import load_particles
-from hetacumn.outputs import prepare_output_dir
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +27,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     particles = load_particles(args.particles, datadir=args.datadir)
     particles.require_ctf()
-    outdir = prepare_output_dir(args.outdir, args.overwrite)
-    infer_particles(args.checkpoint, particles, outdir, str(parse_device(args.device)), args.batch_size)
+    infer_particles(args.checkpoint, particles, args.outdir, str(parse_device(args.device)), args.batch_size,
+                    overwrite=args.overwrite)
     return 0

@@ -15,7 +15,8 @@ import sys
 from hetacumn import __version__
 from hetacumn.errors import InputError
 
-COMMANDS = ["info", "simulate", "reconstruct", "train", "infer", "volume", "evaluate", "demo", "analyze", "select"]
+COMMANDS = ["info", "simulate", "reconstruct", "downsample", "train", "infer", "volume", "evaluate", "demo", "analyze",
+            "select"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"hetacumn: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # e.g. a full disk or a vanished file system while writing
+        print(f"hetacumn: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("hetacumn: interrupted", file=sys.stderr)
         return 130

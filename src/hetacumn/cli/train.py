@@ -49,9 +49,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace, box_size: int):
     if args.method not in METHODS:
         raise InputError(None, f"unknown --method {args.method!r}: choose one of {', '.join(METHODS)}")
+    if args.zdim < 1 and args.method != "cryoai":
+        raise InputError("--zdim", f"must be at least 1 for the heterogeneous method {args.method}")
     config = preset(args.method, box_size=box_size, zdim=args.zdim, device=args.device)
-    if args.zdim < 1 and config.model.z_mode != "none":
-        raise InputError(None, f"--zdim must be at least 1 for the heterogeneous method {args.method}")
     train_overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                          "seed": args.seed, "train_subset": args.train_subset,
                                          "max_minutes": args.max_minutes}.items() if v is not None}

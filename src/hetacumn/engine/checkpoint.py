@@ -11,6 +11,9 @@ import torch
 
 from hetacumn import __version__
 from hetacumn.config.io import config_from_dict, config_to_dict
+from hetacumn.errors import InputError
+
+CHECKPOINT_KEYS = ("method", "run_config", "model_config", "model")
 
 
 def save_checkpoint(path: Path, *, model, optimizer, run_config, progress: dict, generator: torch.Generator) -> None:
@@ -35,7 +38,11 @@ def save_checkpoint(path: Path, *, model, optimizer, run_config, progress: dict,
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """The saved state; InputError when the file holds something else (e.g. another program's weights)."""
     state = torch.load(path, map_location=map_location, weights_only=False)
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise InputError(path, f"not a hetacumn checkpoint (no {', '.join(missing)}): written by another program?")
     state["run_config"] = config_from_dict(state["run_config"])
     return state
 

@@ -26,6 +26,7 @@ from hetacumn.io.mrc import write_mrc
 from hetacumn.io.particles import ParticleSet, PoseTable
 from hetacumn.io.star import write_particles_star
 from hetacumn.models.model import HetModel
+from hetacumn.outputs import prepare_output_dir
 from hetacumn.tasks.image import ImageReconstructionTask
 
 log = logging.getLogger(__name__)
@@ -52,20 +53,23 @@ def write_results(outdir: Path, particles: ParticleSet, result: Inference, model
 
 
 def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool = False) -> Inference:
-    """Train ``config.method`` on ``particles`` into ``outdir``, then infer every image's pose and z."""
+    """Train ``config.method`` on ``particles`` into ``outdir``, then infer every image's pose and z.
+
+    With ``resume``, a checkpoint of another method or model is refused before anything is written.
+    """
     if particles.box_size != config.model.box_size:
         raise InputError(particles.path, f"box size {particles.box_size} px does not match the model's {config.model.box_size}")
+    data = ParticleImages(particles, config.data.mask_radius_fraction)
+    config.data.pixel_size_angstrom = float(np.median(particles.pixel_size_angstrom))
+    config.data.scale = data.stats.scale
+    trainer = Trainer(config, data, outdir)
+    if resume:
+        trainer.resume(outdir / "checkpoint.pt")
     handler = _log_to_file(outdir)
     try:
-        data = ParticleImages(particles, config.data.mask_radius_fraction)
-        config.data.pixel_size_angstrom = float(np.median(particles.pixel_size_angstrom))
-        config.data.scale = data.stats.scale
         log.info("%d images of %d px; estimated SNR %.3g; training on %d", len(data), data.box_size, data.stats.snr,
                  config.train.train_subset or len(data))
         save_config(config, outdir / "config.json")
-        trainer = Trainer(config, data, outdir)
-        if resume:
-            trainer.resume(outdir / "checkpoint.pt")
         trainer.fit()
         result = infer(trainer.model, data, trainer.image_task, trainer.max_radius(), trainer.device)
         write_results(outdir, particles, result, trainer.model)
@@ -87,13 +91,18 @@ def load_trained(checkpoint_path: str | Path, device: str = "cpu") -> tuple[HetM
     return model, state["run_config"]
 
 
-def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir: Path, device: str = "cpu",
-                    batch_size: int = 256) -> Inference:
-    """Poses and z for any particle set with a trained encoder (no training)."""
+def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir: str | Path, device: str = "cpu",
+                    batch_size: int = 256, overwrite: bool = False) -> Inference:
+    """Poses and z for any particle set with a trained encoder (no training).
+
+    ``outdir`` is prepared (:func:`hetacumn.outputs.prepare_output_dir`) only once the checkpoint has
+    loaded and matches the particles' box size, so a refused run leaves an earlier folder as it was.
+    """
     model, config = load_trained(checkpoint_path, device)
     if particles.box_size != config.model.box_size:
         raise InputError(particles.path, f"box size {particles.box_size} px does not match the checkpoint's "
-                         f"{config.model.box_size} px")
+                         f"{config.model.box_size} px ({checkpoint_path})")
+    outdir = prepare_output_dir(outdir, overwrite)
     data = ParticleImages(particles, config.data.mask_radius_fraction, scale=config.data.scale or None)
     task = ImageReconstructionTask(config.task, config.model.z_mode)
     result = infer(model, data, task, max_radius_px(config), torch.device(device), batch_size)

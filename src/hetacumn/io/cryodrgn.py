@@ -20,7 +20,7 @@ import numpy as np
 
 from hetacumn.errors import InputError
 from hetacumn.io.particle_set import PoseTable
-from hetacumn.outputs import check_output_file
+from hetacumn.outputs import atomic_write, check_output_file
 from hetacumn.physics.ctf import CTFParams
 
 __all__ = ["read_pose_pickle", "write_pose_pickle", "read_ctf_pickle", "write_ctf_pickle"]
@@ -81,7 +81,7 @@ def write_pose_pickle(path: str | Path, poses: PoseTable, box_size: int, overwri
     """Write ``(rot, trans)`` float32 with ``trans = shift_px / box_size``; returns the path written."""
     path = check_output_file(path, overwrite)
     content = (poses.rotations.astype(np.float32), (poses.shift_px / box_size).astype(np.float32))
-    with open(path, "wb") as handle:
+    with atomic_write(path) as partial, open(partial, "wb") as handle:
         pickle.dump(content, handle)
     return path
 
@@ -125,6 +125,6 @@ def write_ctf_pickle(
     n = len(ctf)
     columns = [np.full(n, box_size), np.broadcast_to(np.asarray(pixel_size_angstrom, dtype=np.float64), (n,))]
     columns += [values[name] for name in CTF_PICKLE_FIELDS]
-    with open(path, "wb") as handle:
+    with atomic_write(path) as partial, open(partial, "wb") as handle:
         pickle.dump(np.stack(columns, axis=1).astype(np.float32), handle)
     return path

@@ -8,6 +8,7 @@ Example usage::
 
     volume, voxel_size_angstrom = read_mrc("map.mrc")
     write_mrc("out.mrc", volume, voxel_size_angstrom)
+    write_mrc_stack("small.mrcs", (crop(c) for c in chunks), n_images, 64, 2.5)  # never all in memory
     stack = MRCStack("particles.mrcs")
     images = stack.read(np.array([0, 5, 7]))        # (3, D, D) float32
 """
@@ -15,16 +16,18 @@ Example usage::
 from __future__ import annotations
 
 import logging
+import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import mrcfile
 import numpy as np
 
 from hetacumn.errors import InputError
-from hetacumn.outputs import check_output_file
+from hetacumn.outputs import atomic_write, check_output_file
 
-__all__ = ["read_mrc", "write_mrc", "MRCStack"]
+__all__ = ["read_mrc", "write_mrc", "write_mrc_stack", "MRCStack"]
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +49,31 @@ def _open_mmap(path: Path):
             raise InputError(path, f"unreadable MRC header ({error})") from None
     messages = [str(w.message) for w in caught]
     if mrc.data is None:
+        truncation = _truncation(path, mrc.header)
         mrc.close()
+        if truncation:
+            raise InputError(path, truncation)
         detail = "; ".join(m for m in messages if "data block" in m or "mode" in m.lower()) or "no data block"
         raise InputError(path, f"unreadable MRC data ({detail})")
     if messages and str(path) not in _warned_paths:
         _warned_paths.add(str(path))
         log.warning("%s: MRC header is not standard, read anyway (%s)", path, "; ".join(messages))
     return mrc
+
+
+def _truncation(path: Path, header) -> str | None:
+    """What is missing when the file is shorter than its header says, else None."""
+    try:
+        shape = mrcfile.utils.data_shape_from_header(header)
+        item_bytes = mrcfile.utils.data_dtype_from_header(header).itemsize
+    except ValueError:  # an unknown mode: not a truncation
+        return None
+    expected = int(np.prod(shape, dtype=np.int64)) * item_bytes
+    found = path.stat().st_size - header.nbytes - int(header.nsymbt)
+    if found >= expected:
+        return None
+    described = " x ".join(str(n) for n in shape)
+    return f"truncated MRC file: the header promises {described} values ({expected} bytes) but {max(found, 0)} bytes follow"
 
 
 def _check_real(path: Path, data: np.ndarray, mode: int) -> None:
@@ -107,16 +128,72 @@ def write_mrc(path: str | Path, array: np.ndarray, voxel_size_angstrom: float, o
     """
     path = check_output_file(path, overwrite)
     data = np.ascontiguousarray(array, dtype=np.float32)
-    try:
-        with mrcfile.new(path, overwrite=True) as mrc:
-            mrc.set_data(data)
-            if path.suffix.lower() == ".mrcs" and data.ndim == 3:
-                mrc.set_image_stack()
-            mrc.voxel_size = float(voxel_size_angstrom)
-            mrc.header.origin = (0.0, 0.0, 0.0)
-            mrc.update_header_stats()
-    except OSError as error:
-        raise InputError(path, f"cannot write ({error.strerror or error})") from None
+    with atomic_write(path) as partial, mrcfile.new(partial, overwrite=True) as mrc:
+        mrc.set_data(data)
+        if path.suffix.lower() == ".mrcs" and data.ndim == 3:
+            mrc.set_image_stack()
+        mrc.voxel_size = float(voxel_size_angstrom)
+        mrc.header.origin = (0.0, 0.0, 0.0)
+        mrc.update_header_stats()
+    return path
+
+
+def _reserve_disk_space(path: Path) -> None:
+    """Allocate the blocks of ``path`` now: a full disk then fails here with ENOSPC, not as a crash
+    (SIGBUS) while a memory map writes into a sparse file."""
+    if hasattr(os, "posix_fallocate"):  # absent on macOS, where writes are not reserved
+        with open(path, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, path.stat().st_size)
+
+
+class _StackStats:
+    """Minimum, maximum, mean and RMS deviation of a stack, accumulated chunk by chunk (float64 sums)."""
+
+    def __init__(self):
+        self.count, self.values, self.low, self.high, self.total, self.total_squares = 0, 0, np.inf, -np.inf, 0.0, 0.0
+
+    def add(self, chunk: np.ndarray) -> None:
+        self.count += len(chunk)
+        self.values += chunk.size
+        self.low = min(self.low, float(chunk.min(initial=np.inf)))
+        self.high = max(self.high, float(chunk.max(initial=-np.inf)))
+        self.total += float(chunk.sum(dtype=np.float64))
+        self.total_squares += float(np.square(chunk, dtype=np.float64).sum())
+
+    def write_to(self, header) -> None:
+        mean = self.total / max(self.values, 1)
+        header.dmin, header.dmax, header.dmean = self.low, self.high, mean
+        header.rms = np.sqrt(max(self.total_squares / max(self.values, 1) - mean**2, 0.0))
+
+
+def write_mrc_stack(path: str | Path, chunks: Iterable[np.ndarray], n_images: int, box_size: int,
+                    voxel_size_angstrom: float, overwrite: bool = False) -> Path:
+    """Write a float32 image stack ``(n_images, box_size, box_size)`` from consecutive chunks of images.
+
+    Only one chunk is in memory at a time: the stack is a memory map whose disk space is reserved
+    before the first image is written, and header statistics are accumulated chunk by chunk. The file
+    appears under ``path`` only when complete (see :func:`hetacumn.outputs.atomic_write`).
+
+    Parameters
+    ----------
+    chunks : iterable of ``(n_i, box_size, box_size)`` arrays with ``sum(n_i) == n_images``.
+    voxel_size_angstrom : header voxel size in Å.
+    """
+    path = check_output_file(path, overwrite)
+    stats = _StackStats()
+    shape = (n_images, box_size, box_size)
+    with atomic_write(path) as partial, mrcfile.new_mmap(partial, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+        _reserve_disk_space(partial)
+        mrc.set_image_stack()
+        mrc.voxel_size = float(voxel_size_angstrom)
+        mrc.header.origin = (0.0, 0.0, 0.0)
+        for chunk in chunks:
+            chunk = np.asarray(chunk, dtype=np.float32)
+            mrc.data[stats.count : stats.count + len(chunk)] = chunk
+            stats.add(chunk)
+        if stats.count != n_images:
+            raise ValueError(f"{stats.count} images written, {n_images} announced")
+        stats.write_to(mrc.header)
     return path
 
 
@@ -149,7 +226,8 @@ class MRCStack:
             raise
         self._data = data
         self.shape: tuple[int, int, int] = tuple(int(n) for n in data.shape)
-        self.pixel_size_angstrom = float(self._mrc.voxel_size.x)
+        with np.errstate(divide="ignore", invalid="ignore"):  # an empty stack has mz = 0
+            self.pixel_size_angstrom = float(self._mrc.voxel_size.x)
 
     @property
     def box_size(self) -> int:

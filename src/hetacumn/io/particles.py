@@ -55,6 +55,28 @@ def _stack_list_names(path: Path) -> list[str]:
     return names
 
 
+def _defocus_problem(ctf) -> str | None:
+    """Why the CTF cannot be used because a defocus is not positive (underfocus), else None.
+
+    A defocus of exactly 0 is accepted with a phase shift (in-focus phase-plate imaging, also how
+    cryoDRGN's test data switch the CTF off); without one it is a missing value, not a CTF.
+    """
+    values = ctf.numpy()
+    u, v, phase = values["defocus_u_angstrom"], values["defocus_v_angstrom"], values["phase_shift_deg"]
+    in_focus = (u == 0) & (v == 0) & (phase != 0)
+    bad = ~((u > 0) & (v > 0) | in_focus)  # NaN counts as bad
+    if not bad.any():
+        return None
+    i = int(np.flatnonzero(bad)[0])
+    return f"defocus <= 0 Å for {bad.sum()} particle(s), the first is {i + 1}: U = {u[i]:g} Å, V = {v[i]:g} Å"
+
+
+def _check_not_empty(path: Path, particles: ParticleSet) -> None:
+    if len(particles) == 0 and not particles.images.missing_files:
+        stack_file = path.suffix.lower() in (".mrcs", ".mrc")
+        raise InputError(path, "empty stack: it holds no images" if stack_file else "no particle images in this file")
+
+
 def _override_poses(particles: ParticleSet, poses_path: Path) -> ParticleSet:
     poses = read_pose_pickle(poses_path, particles.box_size)
     if len(poses) != len(particles):
@@ -68,6 +90,9 @@ def _override_ctf(particles: ParticleSet, ctf_path: Path) -> ParticleSet:
         raise InputError(ctf_path, f"{len(ctf)} CTF rows but {len(particles)} particles in {particles.path}")
     if box_size != particles.box_size:
         raise InputError(ctf_path, f"box size {box_size} but the images are {particles.box_size} px")
+    problem = _defocus_problem(ctf)
+    if problem:
+        raise InputError(ctf_path, problem)
     known = np.isfinite(particles.pixel_size_angstrom)
     if not np.allclose(pixel_size[known], particles.pixel_size_angstrom[known], rtol=1e-3):
         log.warning("%s: pixel size differs from %s; using the CTF pickle's", ctf_path, particles.path)
@@ -93,6 +118,9 @@ def load_particles(
     ctf : cryoDRGN CTF pickle replacing the file's CTF (and pixel size).
     allow_missing_stacks : keep going when stack files are missing (``images.missing_files`` lists
         them; reading their images raises InputError). Meant for reporting, e.g. ``hetacumn info``.
+
+    A file without images is an InputError. A defocus <= 0 makes the file's CTF unusable: ``ctf`` is
+    None and ``ctf_problem`` says why (so ``require_ctf`` names it); in a ``ctf`` pickle it is an error.
     """
     path = Path(path)
     datadir = None if datadir is None else Path(datadir)
@@ -111,6 +139,10 @@ def load_particles(
         particles = read_cs(path, datadir, allow_missing_stacks)
     else:
         raise InputError(path, "unknown particle file type (expected .mrcs, .mrc, .txt, .star or .cs)")
+    _check_not_empty(path, particles)
+    problem = None if particles.ctf is None else _defocus_problem(particles.ctf)
+    if problem:  # unusable for a CTF, still fine for `info` or `--no-ctf`: require_ctf() reports it
+        particles = replace(particles, ctf=None, ctf_problem=problem)
     if poses is not None:
         particles = _override_poses(particles, Path(poses))
     if ctf is not None:

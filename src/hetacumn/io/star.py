@@ -24,7 +24,7 @@ import torch
 from hetacumn.errors import InputError
 from hetacumn.io.particle_set import ParticleSet, PoseTable
 from hetacumn.io.sources import ImageSource, resolve_stack_path
-from hetacumn.outputs import check_output_file
+from hetacumn.outputs import atomic_write, check_output_file
 from hetacumn.physics.ctf import CTFParams
 from hetacumn.physics.rotations import euler_relion_to_matrix, matrix_to_euler_relion
 
@@ -256,5 +256,6 @@ def write_particles_star(
                 table[column] = ctf[field]
     if particles.poses is not None:
         _set_pose_columns(table, particles.poses, particles.pixel_size_angstrom)
-    starfile.write({"optics": optics, "particles": table}, path, overwrite=True)
+    with atomic_write(path) as partial:
+        starfile.write({"optics": optics, "particles": table}, partial, overwrite=True)
     return path

@@ -1,0 +1,48 @@
+"""Fourier cropping: smaller images of the same field of view (the pixel size grows by ``D / d``).
+
+Cropping the centred spectrum to its central ``d x d`` frequencies removes everything above the new
+Nyquist frequency and nothing below it, so a band-limited image is resampled exactly (no interpolation).
+
+Example usage::
+
+    small = fourier_crop(images, 64)       # (B, 256, 256) -> (B, 64, 64); pixel size x 4
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hetacumn.physics.fourier import fft2_centered, ifft2_centered
+
+__all__ = ["fourier_crop"]
+
+
+def fourier_crop(images: torch.Tensor, new_size: int) -> torch.Tensor:
+    """Downsample square images by keeping the central ``new_size x new_size`` frequencies.
+
+    Parameters
+    ----------
+    images : (..., D, D) real tensor, ``D`` even, box centre at index ``D // 2``.
+    new_size : int
+        Output side ``d``, even, ``2 <= d <= D``.
+
+    Returns
+    -------
+    (..., d, d) real tensor, same dtype and device; the centre stays at index ``d // 2`` and pixel
+    values keep their scale (a constant image keeps its value: the spectrum is multiplied by
+    ``(d / D)^2`` to compensate the inverse transform's ``1 / d^2``).
+
+    Notes
+    -----
+    The kept block runs from frequency ``-d/2`` to ``d/2 - 1``; taking the real part of the inverse
+    transform gives the new Nyquist row and column the mean of the ``-d/2`` and ``+d/2`` coefficients
+    of the original, the symmetric choice for a real image.
+    """
+    box = images.shape[-1]
+    if images.shape[-2] != box:
+        raise ValueError(f"fourier_crop needs square images, got {tuple(images.shape[-2:])}")
+    if box % 2 or new_size % 2 or not 2 <= new_size <= box:
+        raise ValueError(f"fourier_crop needs even sizes with 2 <= new_size <= D, got D = {box}, new_size = {new_size}")
+    start = box // 2 - new_size // 2
+    cropped = fft2_centered(images)[..., start : start + new_size, start : start + new_size]
+    return ifft2_centered(cropped).real * (new_size / box) ** 2
