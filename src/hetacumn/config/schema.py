@@ -71,6 +71,15 @@ class TaskConfig:
     pose_prediction_start_images: int = 0
     pose_shift_weight: float = 0.1
     pose_noise: bool = True  # add noise at the SNR estimated from the data
+    # Pose search stage: for the first N images seen, poses come from a global search against the
+    # decoder (grid over SO(3) x shifts, then local refinement) and the encoder learns to predict them.
+    pose_search_images: int = 0  # 0 = off (purely amortized from the start)
+    search_rotations: int = 4608  # super-Fibonacci grid; median spacing 7.6 deg
+    search_candidates: int = 8  # best grid poses per image that are refined
+    search_levels: int = 5  # local refinement levels (steps halve each level)
+    search_global_radius_px: float = 8.0  # frequencies compared in the grid search
+    search_shift_step_px: float = 1.0  # shift grid step of the global search (extent: half the shift range)
+    pose_distill_weight: float = 1.0  # weight of the encoder's regression onto the searched poses
 
 
 @dataclass

@@ -32,6 +32,7 @@ from hetacumn.models.model import HetModel
 from hetacumn.tasks.base import StepContext, ctf_at
 from hetacumn.tasks.image import ImageReconstructionTask
 from hetacumn.tasks.pose import PosePredictionTask
+from hetacumn.tasks.search_task import PoseSearchTask
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class Trainer:
         ])
         self.image_task = ImageReconstructionTask(config.task, config.model.z_mode)
         self.pose_task = PosePredictionTask(config.task, data.stats.snr, data.window_images) if config.task.pose_prediction else None
+        self.search_task = (PoseSearchTask(config.task, self.image_task, config.model.shift_range_px)
+                            if config.task.pose_search_images > 0 else None)
         self.indices = train_indices(len(data), t.train_subset, t.seed)
         self.progress = {"epoch": 0, "step": 0, "images_seen": 0, "steps_done": 0}
         self._half_planes: dict[float, HalfPlane] = {}
@@ -120,15 +123,16 @@ class Trainer:
         context = StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), self.progress["images_seen"],
                               self.generator)
         self.optimizer.zero_grad(set_to_none=True)
+        searching = self.search_task is not None and self.progress["images_seen"] < self.config.task.pose_search_images
         with self._autocast():
-            out = self.image_task.step(self.model, batch, context)
+            out = (self.search_task if searching else self.image_task).step(self.model, batch, context)
         if not torch.isfinite(out.loss):
             raise TrainingDiverged(f"the loss became {float(out.loss)} at step {self.progress['steps_done']}")
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
         self.optimizer.step()
         metrics = dict(out.metrics)
-        if self._pose_step_due():
+        if not searching and self._pose_step_due():
             metrics.update(self._pose_step(batch, context, out.z_sample))
         return metrics
 

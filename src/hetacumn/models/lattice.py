@@ -42,6 +42,12 @@ class HalfPlane:
         weights = torch.where((coords == 0).all(-1), 1.0, 2.0).to(coords.dtype)
         return HalfPlane(box_size, float(radius_px), flat_index, coords, weights)
 
+    def within(self, radius_px: float) -> tuple["HalfPlane", torch.Tensor]:
+        """The points of this half-plane within ``radius_px``, and the boolean mask selecting them."""
+        mask = self.coords.norm(dim=-1) * self.box_size <= radius_px
+        return HalfPlane(self.box_size, min(self.radius_px, float(radius_px)), self.flat_index[mask],
+                         self.coords[mask], self.weights[mask]), mask
+
     def gather(self, images_ft: torch.Tensor) -> torch.Tensor:
         """Values of centred transforms ``(..., D, D)`` at the half-plane points: ``(..., M)``."""
         return images_ft.flatten(-2)[..., self.flat_index]

@@ -20,7 +20,7 @@ from hetacumn.physics.fourier import fft3_centered, ifft2_centered
 from hetacumn.physics.grids import real_grid_2d
 
 __all__ = ["central_slice_coordinates", "extract_central_slices", "project_volume", "pad_volume", "crop_images",
-           "gridding_correction"]
+           "gridding_correction", "sample_trilinear"]
 
 
 def central_slice_coordinates(rotations: torch.Tensor, box_size: int, scale: float = 1.0) -> torch.Tensor:
@@ -45,7 +45,7 @@ def central_slice_coordinates(rotations: torch.Tensor, box_size: int, scale: flo
     return coords.reshape(*rotations.shape[:-2], box_size, box_size, 3)
 
 
-def _sample_trilinear(volume_ft: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+def sample_trilinear(volume_ft: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     """Trilinear samples of a complex ``(P, P, P)`` volume at ``coords`` (``(..., 3)``, voxels from centre)."""
     size = volume_ft.shape[-1]
     channels = torch.view_as_real(volume_ft).permute(3, 0, 1, 2)[None]  # (1, 2, P, P, P): re, im
@@ -75,7 +75,7 @@ def extract_central_slices(volume_ft: torch.Tensor, rotations: torch.Tensor, sca
     """
     box_size = volume_ft.shape[-1] // scale
     coords = central_slice_coordinates(rotations, box_size, scale)
-    return _sample_trilinear(volume_ft, coords)
+    return sample_trilinear(volume_ft, coords)
 
 
 def pad_volume(volume: torch.Tensor, padded_size: int) -> torch.Tensor:

@@ -60,7 +60,7 @@ class ImageReconstructionTask:
         self.config = config
         self.z_mode = z_mode
 
-    def _latent(self, enc, context: StepContext):
+    def latent(self, enc, context: StepContext):
         """(z for decoding, z to report, posterior draw for the pose task, KL per image)."""
         if self.z_mode == "none" or enc.z_mu is None:
             return None, None, None, None
@@ -75,7 +75,7 @@ class ImageReconstructionTask:
         kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)
         return sample, mu, sample.detach(), kl
 
-    def _target(self, images_ft: torch.Tensor, context: StepContext) -> torch.Tensor:
+    def target(self, images_ft: torch.Tensor, context: StepContext) -> torch.Tensor:
         warmup = self.config.warmup_images
         if warmup <= 0 or context.images_seen >= warmup or context.deterministic:
             return images_ft
@@ -88,11 +88,11 @@ class ImageReconstructionTask:
         images = batch.images if kind is None else transform_images(batch.images, kind)
         images_ft = batch.images_ft if kind is None else fft2_centered(images)
         enc = model.encode(images)
-        z, z_mean, z_sample, kl = self._latent(enc, context)
+        z, z_mean, z_sample, kl = self.latent(enc, context)
         ctf = context.ctf_values
         if kind == "mirror" and ctf is not None:
             ctf = ctf_at(half, batch.ctf, batch.pixel_size_angstrom, mirror=True)
-        target = half.gather(self._target(images_ft, context))
+        target = half.gather(self.target(images_ft, context))
         errors = torch.stack([
             weighted_mse(model.render(enc.rotation[:, k], enc.shift_px, z, 1.0 if ctf is None else ctf, half), target, half)
             for k in range(enc.rotation.shape[1])

@@ -1,0 +1,140 @@
+"""Pose search against the current decoder: a global grid over SO(3) x shifts, then local refinement.
+
+The global search compares only frequencies within ``global_radius_px`` (8 px by default), where the
+grid's spacing (about 8 deg) and the shift step (2 px) still leave the right pose the best; the
+refinement then uses every frequency of the current radius. The decoder is sampled once on the Cartesian Fourier grid inside the current radius (at one latent),
+and candidate slices are read from that grid by trilinear interpolation, so the cost of a search
+barely depends on the decoder. For each image the error of a candidate pose ``(A, t)`` is the
+task's weighted squared error
+
+    sum_k w_k |Y(k) - C(k) S_A(k) exp(2 pi i k.t)|^2
+  = sum_k w_k C(k)^2 |S_A(k)|^2 - 2 Re sum_k w_k conj(Y(k)) C(k) exp(2 pi i k.t) S_A(k) + const,
+
+whose two terms are matrix products over the half-plane points, for every image, shift and rotation
+at once. Local refinement right-multiplies the best pose by small rotations (:func:`local_rotation_offsets`)
+and moves the shift by +-step, halving both steps each level.
+
+Example usage::
+
+    search = PoseSearch(rotations=4608, shift_extent_px=2.0, shift_step_px=2.0, levels=4)
+    volume_ft = decode_volume_grid(model, half.radius_px, z=None)
+    rotation, shift_px, error = search(volume_ft, targets, ctf_values, half)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from hetacumn.models.lattice import HalfPlane
+from hetacumn.models.model import HetModel
+from hetacumn.physics.grids import fourier_grid_3d
+from hetacumn.physics.rotations import local_rotation_offsets, super_fibonacci_rotations
+from hetacumn.physics.slice import sample_trilinear
+
+
+@torch.no_grad()
+def decode_volume_grid(model: HetModel, radius_px: float, z: torch.Tensor | None) -> torch.Tensor:
+    """The decoder on the centred ``(D, D, D)`` Fourier grid, evaluated only within ``radius_px + 2``."""
+    d = model.config.box_size
+    device = next(model.parameters()).device
+    grid = fourier_grid_3d(d, device=device).reshape(-1, 3)  # cycles/px
+    inside = grid.norm(dim=-1) * d <= radius_px + 2
+    zb = None if z is None or model.zdim == 0 else z.reshape(1, -1).to(device)
+    values = model.decoder(grid[inside][None], zb)[0]
+    volume_ft = torch.zeros(d**3, dtype=values.dtype, device=device)
+    volume_ft[inside] = values
+    return volume_ft.reshape(d, d, d)
+
+
+def _slices(volume_ft: torch.Tensor, rotations: torch.Tensor, half: HalfPlane) -> torch.Tensor:
+    """Slices ``(..., M)`` at the half-plane points for rotations ``(..., 3, 3)``."""
+    plane = torch.cat([half.coords, torch.zeros_like(half.coords[:, :1])], dim=-1).to(volume_ft.device) * half.box_size
+    coords = plane.to(rotations.dtype) @ rotations  # (..., M, 3) voxels from the centre
+    return sample_trilinear(volume_ft, coords)
+
+
+def _shifted_products(targets, ctf, half: HalfPlane, shift_px: torch.Tensor) -> torch.Tensor:
+    """``w conj(Y) C exp(2 pi i k.t)`` for every image and candidate shift: ``(B, T, M)`` complex.
+
+    ``shift_px`` is ``(T, 2)`` (shared) or ``(B, T, 2)`` (per image).
+    """
+    coords = half.coords.to(targets.device)
+    phase = 2 * torch.pi * (shift_px.to(coords.dtype) @ coords.T)  # (..., T, M)
+    weighted = (half.weights.to(targets.device) * ctf * targets.conj())[:, None, :]
+    return weighted * torch.polar(torch.ones_like(phase), phase)
+
+
+class PoseSearch:
+    def __init__(self, rotations: int, shift_extent_px: float, shift_step_px: float, levels: int,
+                 global_radius_px: float = 8.0, candidates: int = 8, chunk_rotations: int = 1024):
+        self.rotation_count = rotations
+        self.candidates = candidates
+        self.global_radius_px = global_radius_px
+        self.levels = levels
+        self.shift_step_px = shift_step_px
+        steps = max(0, math.floor(shift_extent_px / shift_step_px + 1e-6))
+        offsets = torch.arange(-steps, steps + 1, dtype=torch.float32) * shift_step_px
+        self.shift_grid = torch.cartesian_prod(offsets, offsets)  # (T, 2)
+        self.chunk_rotations = chunk_rotations
+        self.start_step_rad = 0.8 * (6 * math.pi / rotations) ** (1 / 3)  # about half the grid spacing
+
+    def __call__(self, volume_ft, targets, ctf, half: HalfPlane):
+        """Best pose per image: rotation ``(B, 3, 3)``, ``shift_px`` ``(B, 2)``, error ``(B,)`` (up to a constant)."""
+        coarse, mask = half.within(self.global_radius_px)
+        rotation, shift_px, _ = self.global_search(volume_ft, targets[:, mask], None if ctf is None else ctf[:, mask],
+                                                   coarse)
+        batch, k = rotation.shape[:2]
+        rotation, shift_px, error = self.refine(
+            volume_ft, targets.repeat_interleave(k, 0), None if ctf is None else ctf.repeat_interleave(k, 0), half,
+            rotation.flatten(0, 1), shift_px.flatten(0, 1), self.start_step_rad, self.levels)
+        best = error.reshape(batch, k).argmin(1) + torch.arange(batch, device=error.device) * k
+        return rotation[best], shift_px[best], error[best]
+
+    @torch.no_grad()
+    def global_search(self, volume_ft, targets, ctf, half: HalfPlane):
+        """The ``candidates`` best grid poses per image: rotations ``(B, K, 3, 3)``, shifts ``(B, K, 2)``, errors."""
+        device = targets.device
+        ctf = torch.ones_like(targets.real) if ctf is None else ctf
+        grid = super_fibonacci_rotations(self.rotation_count, device=device)
+        shifts = self.shift_grid.to(device)
+        products = _shifted_products(targets, ctf, half, shifts)  # (B, T, M)
+        ctf_power = half.weights.to(device) * ctf**2  # (B, M)
+        best_error = torch.empty(len(targets), 0, device=device)
+        best_pose = torch.empty(len(targets), 0, dtype=torch.long, device=device)  # shift * N + rotation
+        for start in range(0, len(grid), self.chunk_rotations):
+            slices = _slices(volume_ft, grid[start:start + self.chunk_rotations], half)  # (n, M)
+            cross = products.real @ slices.real.T - products.imag @ slices.imag.T  # (B, T, n)
+            error = (ctf_power @ (slices.abs() ** 2).T)[:, None, :] - 2 * cross
+            value, flat = error.flatten(1).topk(self.candidates, dim=1, largest=False)
+            pose = (flat // slices.shape[0]) * len(grid) + start + flat % slices.shape[0]
+            best_error, order = torch.cat([best_error, value], 1).topk(self.candidates, dim=1, largest=False)
+            best_pose = torch.gather(torch.cat([best_pose, pose], 1), 1, order)
+        return grid[best_pose % len(grid)], shifts[best_pose // len(grid)], best_error
+
+    @torch.no_grad()
+    def refine(self, volume_ft, targets, ctf, half: HalfPlane, rotation, shift_px, step_rad: float, levels: int):
+        """Local search around ``rotation``/``shift_px`` for ``levels`` levels, halving the steps each level."""
+        device = targets.device
+        ctf = torch.ones_like(targets.real) if ctf is None else ctf
+        ctf_power = half.weights.to(device) * ctf**2
+        shift_step = self.shift_step_px / 2
+        moves = torch.tensor([-1.0, 0.0, 1.0], device=device)
+        moves = torch.cartesian_prod(moves, moves)  # (9, 2), index 4 = no move
+        error = None
+        for _ in range(levels):
+            candidates = rotation[:, None] @ local_rotation_offsets(step_rad, device=device)  # (B, L, 3, 3)
+            shifts = shift_px[:, None, :] + shift_step * moves  # (B, 9, 2)
+            slices = _slices(volume_ft, candidates, half)  # (B, L, M)
+            products = _shifted_products(targets, ctf, half, shifts)  # (B, 9, M)
+            cross = torch.einsum("btm,blm->btl", products.real, slices.real) - torch.einsum(
+                "btm,blm->btl", products.imag, slices.imag)
+            power = torch.einsum("bm,blm->bl", ctf_power, slices.abs() ** 2)
+            error_all = power[:, None, :] - 2 * cross  # (B, 9, L)
+            error, flat = error_all.flatten(1).min(dim=1)
+            index = torch.arange(len(targets), device=device)
+            rotation = candidates[index, flat % candidates.shape[1]]
+            shift_px = shifts[index, flat // candidates.shape[1]]
+            step_rad, shift_step = step_rad / 2, shift_step / 2
+        return rotation, shift_px, error
