@@ -21,6 +21,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datadir", help="folder holding the stacks named in a STAR or .cs file")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default=default_device(), help="cpu or cuda[:N] (default: cuda when present)")
+    parser.add_argument("--search", action="store_true",
+                        help="search each pose against the decoder instead of the encoder's (slower, more accurate)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
 
@@ -28,5 +30,5 @@ def main(args: argparse.Namespace) -> int:
     particles = load_particles(args.particles, datadir=args.datadir)
     particles.require_ctf()
     infer_particles(args.checkpoint, particles, args.outdir, str(parse_device(args.device)), args.batch_size,
-                    overwrite=args.overwrite)
+                    overwrite=args.overwrite, search=args.search)
     return 0

@@ -38,6 +38,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="Adam learning rate")
     parser.add_argument("--decoder", choices=["voxel", "rff_mlp", "fouriernet"], help="override the preset's decoder")
     parser.add_argument("--hypotheses", type=int, help="rotation hypotheses of the encoder (default: the preset's)")
+    parser.add_argument("--pose-search", type=int, metavar="N",
+                        help="ab initio pose search stage for the first N images seen (0 = purely amortized)")
+    parser.add_argument("--marching", type=int, metavar="N", help="images seen per extra px of Fourier radius")
     parser.add_argument("--train-subset", type=int, default=0, help="train on N random images, then infer on all")
     parser.add_argument("--datadir", help="folder holding the stacks named in a STAR or .cs file")
     parser.add_argument("--seed", type=int, default=0)
@@ -54,8 +57,11 @@ def build_config(args: argparse.Namespace, box_size: int):
     config = preset(args.method, box_size=box_size, zdim=args.zdim, device=args.device)
     train_overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                          "seed": args.seed, "train_subset": args.train_subset,
-                                         "max_minutes": args.max_minutes}.items() if v is not None}
+                                         "max_minutes": args.max_minutes,
+                                         "marching_images_per_px": args.marching}.items() if v is not None}
     config.train = dataclasses.replace(config.train, **train_overrides)
+    if args.pose_search is not None:
+        config.task = dataclasses.replace(config.task, pose_search_images=args.pose_search)
     if args.decoder:
         config.model.decoder = dataclasses.replace(config.model.decoder, kind=args.decoder)
     if args.hypotheses:

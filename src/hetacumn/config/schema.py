@@ -71,9 +71,11 @@ class TaskConfig:
     pose_prediction_start_images: int = 0
     pose_shift_weight: float = 0.1
     pose_noise: bool = True  # add noise at the SNR estimated from the data
-    # Pose search stage: for the first N images seen, poses come from a global search against the
-    # decoder (grid over SO(3) x shifts, then local refinement) and the encoder learns to predict them.
+    # Pose search stage: for the first N images seen, poses come from a global search (grid over SO(3) x
+    # shifts, then local refinement) against a running backprojection, and the encoder learns them.
     pose_search_images: int = 0  # 0 = off (purely amortized from the start)
+    search_seed_images: int = 10  # images at random poses that start the reference (an asymmetric start)
+    search_memory_images: int = 850  # the reference forgets exponentially with this many images
     search_rotations: int = 4608  # super-Fibonacci grid; median spacing 7.6 deg
     search_candidates: int = 8  # best grid poses per image that are refined
     search_levels: int = 5  # local refinement levels (steps halve each level)

@@ -16,7 +16,8 @@ from hetacumn.errors import InputError
 CHECKPOINT_KEYS = ("method", "run_config", "model_config", "model")
 
 
-def save_checkpoint(path: Path, *, model, optimizer, run_config, progress: dict, generator: torch.Generator) -> None:
+def save_checkpoint(path: Path, *, model, optimizer, run_config, progress: dict, generator: torch.Generator,
+                    search_reference: dict | None = None) -> None:
     state = {
         "version": __version__,
         "method": run_config.method,
@@ -25,6 +26,7 @@ def save_checkpoint(path: Path, *, model, optimizer, run_config, progress: dict,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "progress": progress,
+        "search_reference": search_reference,  # the pose search stage's running reconstruction
         "rng": {
             "torch": torch.get_rng_state(),
             "generator": generator.get_state(),

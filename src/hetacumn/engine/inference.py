@@ -1,5 +1,10 @@
 """Amortized inference: one encoder pass per image (two with a symmetrized loss) gives pose and z.
 
+Semi-amortized option: with a :class:`~hetacumn.tasks.search.PoseSearch`, each image's pose is instead
+searched against the decoder's volume at ``z = 0`` (global grid, then local refinement); z still comes
+from the encoder. It costs about 100 times an encoder pass and is what a run with a pose search stage
+reports for its own images.
+
 With a symmetrized loss the encoder was trained to be right on the better of the two paths, so each
 image is decoded on both and the path that explains it better is kept, exactly as in training (the
 image task run without gradients, with z at the posterior mean).
@@ -18,6 +23,7 @@ from hetacumn.models.lattice import HalfPlane
 from hetacumn.models.model import HetModel
 from hetacumn.tasks.base import StepContext, ctf_at
 from hetacumn.tasks.image import ImageReconstructionTask
+from hetacumn.tasks.search import PoseSearch, decode_volume_grid
 
 
 @dataclass
@@ -29,9 +35,11 @@ class Inference:
 
 @torch.no_grad()
 def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, radius_px: float,
-          device: torch.device, batch_size: int = 256) -> Inference:
+          device: torch.device, batch_size: int = 256, search: PoseSearch | None = None) -> Inference:
     model.eval()
     half = HalfPlane.build(data.box_size, radius_px, device=device)
+    z_mean = None if model.zdim == 0 else torch.zeros(model.zdim, device=device)
+    volume_ft = None if search is None else decode_volume_grid(model, radius_px, z_mean)
     generator = torch.Generator().manual_seed(0)
     n = len(data)
     rotations, shifts, zs = np.zeros((n, 3, 3)), np.zeros((n, 2)), []
@@ -40,8 +48,11 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
         batch = data.batch(index, device)
         context = StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), 0, generator, deterministic=True)
         out = task.step(model, batch, context)
-        rotations[index] = out.rotation.cpu().double().numpy()
-        shifts[index] = out.shift_px.cpu().double().numpy()
+        rotation, shift_px = out.rotation, out.shift_px
+        if search is not None:
+            rotation, shift_px, _ = search(volume_ft, half.gather(batch.images_ft), context.ctf_values, half)
+        rotations[index] = rotation.cpu().double().numpy()
+        shifts[index] = shift_px.cpu().double().numpy()
         if out.z is not None:
             zs.append(out.z.cpu().numpy())
     model.train()

@@ -19,6 +19,7 @@ from hetacumn.config.schema import RunConfig
 from hetacumn.data.images import ParticleImages
 from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.engine.inference import Inference, infer
+from hetacumn.tasks.search_task import pose_search_from_config
 from hetacumn.engine.trainer import Trainer, max_radius_px
 from hetacumn.errors import InputError
 from hetacumn.io.cryodrgn import write_pose_pickle
@@ -71,7 +72,9 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
                  config.train.train_subset or len(data))
         save_config(config, outdir / "config.json")
         trainer.fit()
-        result = infer(trainer.model, data, trainer.image_task, trainer.max_radius(), trainer.device)
+        search = (pose_search_from_config(config.task, config.model.shift_range_px)
+                  if config.task.pose_search_images > 0 else None)
+        result = infer(trainer.model, data, trainer.image_task, trainer.max_radius(), trainer.device, search=search)
         write_results(outdir, particles, result, trainer.model)
         log.info("wrote poses, latents and the consensus volume to %s", outdir)
         return result
@@ -92,8 +95,9 @@ def load_trained(checkpoint_path: str | Path, device: str = "cpu") -> tuple[HetM
 
 
 def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir: str | Path, device: str = "cpu",
-                    batch_size: int = 256, overwrite: bool = False) -> Inference:
-    """Poses and z for any particle set with a trained encoder (no training).
+                    batch_size: int = 256, overwrite: bool = False, search: bool = False) -> Inference:
+    """Poses and z for any particle set with a trained encoder (no training); with ``search``, poses are
+    searched against the decoder instead (semi-amortized, see :func:`~hetacumn.engine.inference.infer`).
 
     ``outdir`` is prepared (:func:`hetacumn.outputs.prepare_output_dir`) only once the checkpoint has
     loaded and matches the particles' box size, so a refused run leaves an earlier folder as it was.
@@ -105,6 +109,7 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
     outdir = prepare_output_dir(outdir, overwrite)
     data = ParticleImages(particles, config.data.mask_radius_fraction, scale=config.data.scale or None)
     task = ImageReconstructionTask(config.task, config.model.z_mode)
-    result = infer(model, data, task, max_radius_px(config), torch.device(device), batch_size)
+    searcher = pose_search_from_config(config.task, config.model.shift_range_px) if search else None
+    result = infer(model, data, task, max_radius_px(config), torch.device(device), batch_size, searcher)
     write_results(outdir, particles, result, model)
     return result

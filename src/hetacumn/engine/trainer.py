@@ -71,7 +71,8 @@ class Trainer:
         ])
         self.image_task = ImageReconstructionTask(config.task, config.model.z_mode)
         self.pose_task = PosePredictionTask(config.task, data.stats.snr, data.window_images) if config.task.pose_prediction else None
-        self.search_task = (PoseSearchTask(config.task, self.image_task, config.model.shift_range_px)
+        self.search_task = (PoseSearchTask(config.task, self.image_task, config.model.shift_range_px,
+                                           config.model.box_size, self.device)
                             if config.task.pose_search_images > 0 else None)
         self.indices = train_indices(len(data), t.train_subset, t.seed)
         self.progress = {"epoch": 0, "step": 0, "images_seen": 0, "steps_done": 0}
@@ -104,13 +105,16 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = dict(state["progress"])
+        if self.search_task is not None and state.get("search_reference") is not None:
+            self.search_task.reference.load_state_dict(state["search_reference"])
         restore_rng(state, self.generator)
         log.info("resumed from %s at epoch %d, %d images seen", checkpoint_path, self.progress["epoch"] + 1,
                  self.progress["images_seen"])
 
     def checkpoint(self) -> None:
         save_checkpoint(self.outdir / "checkpoint.pt", model=self.model, optimizer=self.optimizer,
-                        run_config=self.config, progress=self.progress, generator=self.generator)
+                        run_config=self.config, progress=self.progress, generator=self.generator,
+                        search_reference=None if self.search_task is None else self.search_task.reference.state_dict())
 
     def _autocast(self):
         if self.device.type == "cuda" and self.config.train.amp:

@@ -10,8 +10,8 @@ task's weighted squared error
     sum_k w_k |Y(k) - C(k) S_A(k) exp(2 pi i k.t)|^2
   = sum_k w_k C(k)^2 |S_A(k)|^2 - 2 Re sum_k w_k conj(Y(k)) C(k) exp(2 pi i k.t) S_A(k) + const,
 
-whose two terms are matrix products over the half-plane points, for every image, shift and rotation
-at once. Local refinement right-multiplies the best pose by small rotations (:func:`local_rotation_offsets`)
+whose two terms (``power`` and ``cross``) are matrix products over the half-plane points, for every image,
+shift and rotation at once. The amplitude of the slice is fitted per candidate (:func:`_scaled_error`). Local refinement right-multiplies the best pose by small rotations (:func:`local_rotation_offsets`)
 and moves the shift by +-step, halving both steps each level.
 
 Example usage::
@@ -66,6 +66,15 @@ def _shifted_products(targets, ctf, half: HalfPlane, shift_px: torch.Tensor) -> 
     return weighted * torch.polar(torch.ones_like(phase), phase)
 
 
+def _scaled_error(cross: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
+    """Error at the best non-negative amplitude ``a`` of the slice, minus ``sum w |Y|^2``.
+
+    ``min_a sum w |Y - a C S|^2 = sum w |Y|^2 - max(cross, 0)^2 / power``: the search must not depend on the
+    decoder's overall scale, which is still wrong early in training.
+    """
+    return -cross.clamp_min(0) ** 2 / power.clamp_min(1e-12)
+
+
 class PoseSearch:
     def __init__(self, rotations: int, shift_extent_px: float, shift_step_px: float, levels: int,
                  global_radius_px: float = 8.0, candidates: int = 8, chunk_rotations: int = 1024):
@@ -106,7 +115,7 @@ class PoseSearch:
         for start in range(0, len(grid), self.chunk_rotations):
             slices = _slices(volume_ft, grid[start:start + self.chunk_rotations], half)  # (n, M)
             cross = products.real @ slices.real.T - products.imag @ slices.imag.T  # (B, T, n)
-            error = (ctf_power @ (slices.abs() ** 2).T)[:, None, :] - 2 * cross
+            error = _scaled_error(cross, (ctf_power @ (slices.abs() ** 2).T)[:, None, :])
             value, flat = error.flatten(1).topk(self.candidates, dim=1, largest=False)
             pose = (flat // slices.shape[0]) * len(grid) + start + flat % slices.shape[0]
             best_error, order = torch.cat([best_error, value], 1).topk(self.candidates, dim=1, largest=False)
@@ -131,7 +140,7 @@ class PoseSearch:
             cross = torch.einsum("btm,blm->btl", products.real, slices.real) - torch.einsum(
                 "btm,blm->btl", products.imag, slices.imag)
             power = torch.einsum("bm,blm->bl", ctf_power, slices.abs() ** 2)
-            error_all = power[:, None, :] - 2 * cross  # (B, 9, L)
+            error_all = _scaled_error(cross, power[:, None, :])  # (B, 9, L)
             error, flat = error_all.flatten(1).min(dim=1)
             index = torch.arange(len(targets), device=device)
             rotation = candidates[index, flat % candidates.shape[1]]

@@ -1,11 +1,16 @@
-"""The pose search stage: poses from a search against the decoder train the decoder, and the encoder
-learns to predict them (a seed for the amortized stage that follows).
+"""The pose search stage: ab initio poses by projection matching, which train the decoder and which the
+encoder learns to predict (a seed for the amortized stage that follows).
 
-Each step decodes the volume at the prior mean ``z = 0`` on the Fourier grid, finds every image's
-best pose (:class:`~hetacumn.tasks.search.PoseSearch`), and returns one loss with two parts that touch
-disjoint parameters: the image task's error rendered at the searched poses (decoder; with the latent
-of the image task) and the squared Frobenius + weighted squared shift distance between the encoder's
-prediction and the searched pose (encoder; the closest rotation hypothesis counts).
+The search runs against a *reference*: a running Wiener backprojection of the images at their
+searched poses, with exponential forgetting (it remembers about ``search_memory_images`` images). It
+starts from a few images (``search_seed_images``) at random poses, an asymmetric start; a start from
+many images at random poses is a spherical blob, a fixed point of projection matching (measured: no
+convergence from it, nor from the decoder's own volume, on the 32-px test set). Each step finds every
+image's best pose (:class:`~hetacumn.tasks.search.PoseSearch`), adds the batch to the reference, and
+returns one loss with two parts that touch disjoint parameters: the image task's error rendered at
+the searched poses (decoder; with the latent of the image task) and the squared Frobenius + weighted
+squared shift distance between the encoder's prediction and the searched pose (encoder; the closest
+rotation hypothesis counts).
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from hetacumn.data.images import Batch
 from hetacumn.models.model import HetModel
 from hetacumn.tasks.base import StepContext, StepOutput, weighted_mse
 from hetacumn.tasks.image import ImageReconstructionTask
-from hetacumn.tasks.search import PoseSearch, decode_volume_grid
+from hetacumn.physics.ctf import ctf_images
+from hetacumn.physics.fourier import fft3_centered
+from hetacumn.physics.reconstruct import BackprojectionAccumulator
+from hetacumn.physics.rotations import random_rotations
+from hetacumn.tasks.search import PoseSearch
 
 
 def pose_search_from_config(config: TaskConfig, shift_range_px: float) -> PoseSearch:
@@ -26,18 +35,56 @@ def pose_search_from_config(config: TaskConfig, shift_range_px: float) -> PoseSe
                       global_radius_px=config.search_global_radius_px, candidates=config.search_candidates)
 
 
+class ReferenceVolume:
+    """Running backprojection with exponential forgetting; its state goes into checkpoints."""
+
+    def __init__(self, box_size: int, memory_images: int, device):
+        self.accumulator = BackprojectionAccumulator(box_size, oversampling=1, device=device)
+        self.memory_images = memory_images
+
+    @property
+    def empty(self) -> bool:
+        return self.accumulator.count == 0
+
+    def add(self, batch: Batch, rotation: torch.Tensor, shift_px: torch.Tensor | None, keep=slice(None)) -> None:
+        images = batch.images[keep]
+        forget = max(0.0, 1.0 - len(images) / self.memory_images)
+        ctf = None if batch.ctf is None else ctf_images(batch.ctf[keep], images.shape[-1], batch.pixel_size_angstrom[keep])
+        self.accumulator.sums *= forget
+        self.accumulator.add(images, rotation, ctf=ctf, shift_px=shift_px)
+
+    def transform(self) -> torch.Tensor:
+        """The centred 3-D transform of the current reconstruction."""
+        return fft3_centered(self.accumulator.volume())
+
+    def state_dict(self) -> dict:
+        return {"sums": self.accumulator.sums, "count": self.accumulator.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.accumulator.sums = state["sums"].to(self.accumulator.device)
+        self.accumulator.count = state["count"]
+
+
 class PoseSearchTask:
-    def __init__(self, config: TaskConfig, image_task: ImageReconstructionTask, shift_range_px: float):
+    def __init__(self, config: TaskConfig, image_task: ImageReconstructionTask, shift_range_px: float, box_size: int,
+                 device):
         self.config = config
         self.image_task = image_task
         self.search = pose_search_from_config(config, shift_range_px)
+        self.reference = ReferenceVolume(box_size, config.search_memory_images, device)
+
+    def _seed(self, batch: Batch, generator: torch.Generator) -> None:
+        keep = torch.arange(min(self.config.search_seed_images, len(batch.images)))
+        rotation = random_rotations(len(keep), generator=generator).to(batch.images.device)
+        self.reference.add(batch, rotation, None, keep)
 
     def step(self, model: HetModel, batch: Batch, context: StepContext) -> StepOutput:
         half = context.half_plane
         target = half.gather(self.image_task.target(batch.images_ft, context))
-        z_mean = None if model.zdim == 0 else torch.zeros(model.zdim, device=target.device)
-        volume_ft = decode_volume_grid(model, half.radius_px, z_mean)
-        rotation, shift_px, _ = self.search(volume_ft, target, context.ctf_values, half)
+        if self.reference.empty:
+            self._seed(batch, context.generator)
+        rotation, shift_px, _ = self.search(self.reference.transform(), target, context.ctf_values, half)
+        self.reference.add(batch, rotation, shift_px)
         enc = model.encode(batch.images)
         z, z_report, z_sample, kl = self.image_task.latent(enc, context)
         ctf = 1.0 if context.ctf_values is None else context.ctf_values
