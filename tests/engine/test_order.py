@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 
 from hetacumn.data.order import ChunkCache, epoch_order, read_in_file_order
 from hetacumn.io.mrc import write_mrc
@@ -117,3 +118,16 @@ def test_chunk_cache_reads_wide_requests_directly(source):
     restored = pickle.loads(pickle.dumps(cache))
     assert len(cache._chunks) == 2 and len(restored._chunks) == 0
     assert np.array_equal(restored.read(np.array([70]))[:, 0, 0], [70.0])
+
+
+def test_out_of_core_batches_equal_in_memory_batches(tiny_particles):
+    from hetacumn.data.images import ParticleImages
+
+    in_memory = ParticleImages(tiny_particles)
+    out_of_core = ParticleImages(tiny_particles, max_memory_gb=0.0, chunk_images=16, buffer_chunks=2)
+    assert in_memory.in_memory and not out_of_core.in_memory
+    order = epoch_order(np.arange(len(tiny_particles)), seed=0, epoch=0, chunk_images=16, buffer_chunks=2)
+    for start in range(0, len(order), 32):
+        index = order[start:start + 32]
+        expected = in_memory.batch(index, torch.device("cpu")).images
+        assert torch.equal(out_of_core.batch(index, torch.device("cpu")).images, expected)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hetacumn.data.order import ChunkCache
 from hetacumn.errors import InputError
 from hetacumn.io.particles import ParticleSet
 from hetacumn.physics.ctf import CTFParams
@@ -45,8 +46,11 @@ class ImageStats:
 
 class ParticleImages:
     def __init__(self, particles: ParticleSet, mask_radius_fraction: float = 0.85, max_memory_gb: float = 4.0,
-                 scale: float | None = None):
+                 scale: float | None = None, chunk_images: int = 1024, buffer_chunks: int = 16):
         self.particles = particles
+        self.chunk_images = chunk_images  # out of core: contiguous chunks read whole and kept in a small cache
+        self.buffer_chunks = buffer_chunks
+        self._source = particles.images
         self.box_size = particles.box_size
         d = self.box_size
         self.window = soft_circular_mask(d, radius_px=mask_radius_fraction * d / 2, width_px=max(2.0, 0.05 * d))
@@ -54,12 +58,18 @@ class ParticleImages:
         self._cache: torch.Tensor | None = None
         if len(particles) * d * d * 4 <= max_memory_gb * 2**30:
             self._cache = self._read(np.arange(len(particles)))
+        else:
+            self._source = ChunkCache(particles.images, chunk_images, 2 * buffer_chunks)
+
+    @property
+    def in_memory(self) -> bool:
+        return self._cache is not None
 
     def __len__(self) -> int:
         return len(self.particles)
 
     def _read(self, indices: np.ndarray) -> torch.Tensor:
-        images = torch.from_numpy(np.ascontiguousarray(self.particles.images.read(indices), dtype=np.float32))
+        images = torch.from_numpy(np.ascontiguousarray(self._source.read(indices), dtype=np.float32))
         if not torch.isfinite(images).all():
             raise InputError(self.particles.path, "NaN or Inf pixel values in the particle images")
         return images

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from hetacumn.config.schema import RunConfig
 from hetacumn.data.images import ParticleImages
+from hetacumn.data.order import epoch_order
 from hetacumn.engine.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from hetacumn.errors import InputError
 from hetacumn.models.lattice import HalfPlane
@@ -168,7 +169,8 @@ class Trainer:
         deadline = time.time() + 60 * t.max_minutes if t.max_minutes > 0 else math.inf
         try:
             while self.progress["epoch"] < t.epochs and time.time() < deadline:
-                order = self.indices[np.random.default_rng(t.seed + self.progress["epoch"]).permutation(len(self.indices))]
+                chunk = 0 if self.data.in_memory else self.data.chunk_images  # out of core: chunked shuffle buffer
+                order = epoch_order(self.indices, t.seed, self.progress["epoch"], chunk, self.data.buffer_chunks)
                 while self.progress["step"] < self.steps_per_epoch and time.time() < deadline:
                     chunk = order[self.progress["step"] * t.batch_size:(self.progress["step"] + 1) * t.batch_size]
                     window.append(self.train_step(chunk))
