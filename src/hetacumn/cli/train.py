@@ -41,6 +41,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pose-search", type=int, metavar="N",
                         help="ab initio pose search stage for the first N images seen (0 = purely amortized)")
     parser.add_argument("--marching", type=int, metavar="N", help="images seen per extra px of Fourier radius")
+    parser.add_argument("--checkpoint-every", type=int, metavar="N", help="write checkpoint.pt every N images seen")
     parser.add_argument("--train-subset", type=int, default=0, help="train on N random images, then infer on all")
     parser.add_argument("--datadir", help="folder holding the stacks named in a STAR or .cs file")
     parser.add_argument("--seed", type=int, default=0)
@@ -58,7 +59,8 @@ def build_config(args: argparse.Namespace, box_size: int):
     train_overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                          "seed": args.seed, "train_subset": args.train_subset,
                                          "max_minutes": args.max_minutes,
-                                         "marching_images_per_px": args.marching}.items() if v is not None}
+                                         "marching_images_per_px": args.marching,
+                                         "checkpoint_every_images": args.checkpoint_every}.items() if v is not None}
     config.train = dataclasses.replace(config.train, **train_overrides)
     if args.pose_search is not None:
         config.task = dataclasses.replace(config.task, pose_search_images=args.pose_search)
