@@ -233,14 +233,14 @@ def code_version() -> str:
     return f"commit {_git('rev-parse', '--short=10', 'HEAD') or 'unknown'}{dirty}"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace this script's section of ``path`` (up to the next ``## `` heading) or append it."""
+def write_section(path: Path, body: str, section_heading: str = SECTION) -> None:
+    """Replace the section ``section_heading`` of ``path`` (up to the next ``## `` heading) or append it."""
     text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    start = text.find(SECTION)
+    start = text.find(section_heading)
     if start < 0:
         path.write_text(text.rstrip("\n") + "\n\n" + body)
         return
-    end = text.find("\n## ", start + len(SECTION))
+    end = text.find("\n## ", start + len(section_heading))
     path.write_text(text[:start] + body + ("" if end < 0 else "\n" + text[end + 1:]))
 
 

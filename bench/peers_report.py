@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import accuracy
 import flops
 import numpy as np
 from accuracy import (
@@ -176,14 +177,7 @@ def section(args, main_runs: list[tuple], amortized: list[dict], bound: dict, in
 
 
 def write_section(path: Path, body: str) -> None:
-    """Replace this script's section of ``path`` (up to the next ``## `` heading) or append it."""
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start < 0:
-        path.write_text(text.rstrip("\n") + "\n\n" + body)
-        return
-    end = text.find("\n## ", start + len(SECTION))
-    path.write_text(text[:start] + body + ("" if end < 0 else "\n" + text[end + 1:]))
+    accuracy.write_section(path, body, SECTION)
 
 
 def as_json(runs: dict, amortized: list[dict], bound: dict) -> dict:

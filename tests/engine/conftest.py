@@ -36,3 +36,25 @@ def small_config(method: str, **train):
                                       warmup_images=min(config.task.warmup_images, 64),
                                       pose_prediction_start_images=0)
     return config
+
+
+def next_step_before_and_after_resume(config, particles, outdir, batch_size: int = 32) -> tuple[dict, dict]:
+    """Metrics of step 4 run straight on after 3 steps and a checkpoint, and run again from that checkpoint."""
+    import numpy as np
+
+    from hetacumn.data.images import ParticleImages
+    from hetacumn.engine.trainer import Trainer
+
+    data = ParticleImages(particles)
+    first = Trainer(config, data, outdir)
+    order = np.arange(len(data))
+    for step in range(3):
+        first.train_step(order[step * batch_size:(step + 1) * batch_size])
+        first.progress["steps_done"] += 1
+        first.progress["images_seen"] += batch_size
+    first.checkpoint()
+    next_batch = order[3 * batch_size:4 * batch_size]
+    expected = first.train_step(next_batch)
+    resumed = Trainer(config, data, outdir)
+    resumed.resume(outdir / "checkpoint.pt")
+    return expected, resumed.train_step(next_batch)

@@ -5,12 +5,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from hetacumn.data.images import ParticleImages
-from hetacumn.engine.trainer import Trainer
 from hetacumn.models.lattice import HalfPlane
 from hetacumn.physics.fourier import fft2_centered, fft3_centered
 from hetacumn.physics.render import render_images
@@ -19,7 +16,7 @@ from hetacumn.physics.rotations import (axis_angle_to_matrix, geodesic_distance_
 from hetacumn.simulate.volumes import toy_molecule
 from hetacumn.tasks.search import PoseSearch, _slices
 
-from .conftest import small_config
+from .conftest import next_step_before_and_after_resume, small_config
 
 BOX = 32
 
@@ -83,16 +80,5 @@ def test_refinement_returns_from_ten_degrees_to_within_one(known):
 def test_resume_with_the_search_stage_reproduces_the_next_loss(tiny_particles, tmp_path):
     config = small_config("cryoai")
     config.task = dataclasses.replace(config.task, pose_search_images=10_000, search_rotations=512)
-    data = ParticleImages(tiny_particles)
-    first = Trainer(config, data, tmp_path)
-    order = np.arange(len(data))
-    for step in range(3):
-        first.train_step(order[step * 32:(step + 1) * 32])
-        first.progress["steps_done"] += 1
-        first.progress["images_seen"] += 32
-    first.checkpoint()
-    expected = first.train_step(order[96:128])
-    resumed = Trainer(config, data, tmp_path)
-    resumed.resume(tmp_path / "checkpoint.pt")
-    again = resumed.train_step(order[96:128])
+    expected, again = next_step_before_and_after_resume(config, tiny_particles, tmp_path)
     assert again["loss"] == expected["loss"] and again["distill_loss"] == expected["distill_loss"]

@@ -8,7 +8,7 @@ import torch
 from hetacumn.data.images import ParticleImages
 from hetacumn.engine.trainer import Trainer
 from hetacumn.tasks.base import StepContext, ctf_at
-from tests.engine.conftest import small_config
+from tests.engine.conftest import next_step_before_and_after_resume, small_config
 
 
 def test_one_batch_overfits(tiny_particles, tmp_path):
@@ -22,20 +22,7 @@ def test_one_batch_overfits(tiny_particles, tmp_path):
 
 
 def test_resume_reproduces_the_next_loss_exactly(tiny_particles, tmp_path):
-    config = small_config("hetacumn")
-    data = ParticleImages(tiny_particles)
-    first = Trainer(config, data, tmp_path)
-    order = np.arange(len(data))
-    for step in range(3):
-        first.train_step(order[step * 32:(step + 1) * 32])
-        first.progress["steps_done"] += 1
-        first.progress["images_seen"] += 32
-    first.checkpoint()
-    expected = first.train_step(order[96:128])
-
-    resumed = Trainer(config, data, tmp_path)
-    resumed.resume(tmp_path / "checkpoint.pt")
-    again = resumed.train_step(order[96:128])
+    expected, again = next_step_before_and_after_resume(small_config("hetacumn"), tiny_particles, tmp_path)
     assert again["loss"] == expected["loss"]
     assert again["pose_loss"] == expected["pose_loss"]
 
