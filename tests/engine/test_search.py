@@ -71,7 +71,7 @@ def test_refinement_returns_from_ten_degrees_to_within_one(known):
     axes = torch.nn.functional.normalize(torch.randn(64, 3, generator=torch.Generator().manual_seed(2)), dim=-1)
     start = rotations @ axis_angle_to_matrix(axes * math.radians(10))
     search = PoseSearch(4608, shift_extent_px=2.0, shift_step_px=1.0, levels=5)
-    refined, refined_shift, _ = search.refine(volume_ft, targets, None, half, start, shift_px.round(), math.radians(8), 7)
+    refined, refined_shift, _ = search.refine(volume_ft, targets, None, half, start, shift_px.round(), math.radians(8), 0.5, 7)
     assert float(_degrees(start, rotations).min()) > 9.9
     assert float(_degrees(refined, rotations).median()) < 1.0
     assert float((refined_shift - shift_px).abs().median()) < 0.1

@@ -9,6 +9,7 @@ Example usage:
     hetacumn train particles.star -o run1 --epochs 20
     hetacumn train particles.star -o run1 --method cryoai --device cuda
     hetacumn train particles.star -o run1 --resume
+    torchrun --nproc_per_node 4 -m hetacumn.cli.main train particles.star -o run1 --device cuda
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from hetacumn.config.presets import METHODS, preset
 from hetacumn.cli.common import default_device, parse_device
+from hetacumn.engine import distributed
 from hetacumn.engine.run import train
 from hetacumn.engine.trainer import TrainingDiverged
 from hetacumn.errors import InputError
@@ -34,7 +36,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zdim", type=int, default=8, help="latent dimension (heterogeneous methods)")
     parser.add_argument("--epochs", type=int, help="passes over the training images (default: the preset's)")
     parser.add_argument("--max-minutes", type=float, help="stop training after this many minutes (resumable)")
-    parser.add_argument("--batch-size", type=int, help="images per step")
+    parser.add_argument("--batch-size", type=int, help="images per step (per process under torchrun)")
     parser.add_argument("--lr", type=float, help="Adam learning rate")
     parser.add_argument("--decoder", choices=["voxel", "rff_mlp", "fouriernet"], help="override the preset's decoder")
     parser.add_argument("--hypotheses", type=int, help="rotation hypotheses of the encoder (default: the preset's)")
@@ -74,7 +76,14 @@ def build_config(args: argparse.Namespace, box_size: int):
 
 
 def main(args: argparse.Namespace) -> int:
-    parse_device(args.device)
+    distributed.init_from_env(parse_device(args.device))
+    try:
+        return _train(args)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args: argparse.Namespace) -> int:
     particles = load_particles(args.particles, datadir=args.datadir)
     particles.require_ctf()
     if args.train_subset > len(particles):
@@ -84,8 +93,11 @@ def main(args: argparse.Namespace) -> int:
         outdir = Path(args.outdir)
         if not (outdir / "checkpoint.pt").is_file():
             raise InputError(outdir / "checkpoint.pt", "no checkpoint to resume from")
-    else:
+    elif distributed.is_main():
         outdir = prepare_output_dir(args.outdir, args.overwrite)
+    else:
+        outdir = Path(args.outdir)
+    distributed.barrier()  # the output folder is ready before any process trains
     try:
         train(config, particles, outdir, resume=args.resume)
     except TrainingDiverged as error:

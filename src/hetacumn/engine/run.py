@@ -2,7 +2,7 @@
 
 ``config.json`` (with version), ``run.log``, ``metrics.jsonl``, ``checkpoint.pt``, ``consensus.mrc``,
 and for every image ``poses.pkl`` (cryoDRGN), ``poses.star`` (RELION 3.1) and ``z.npy`` (N x zdim,
-latent means; absent for homogeneous methods).
+latent means; absent for homogeneous methods). Under torchrun only rank 0 writes them and infers.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from hetacumn.config.io import save_config
 from hetacumn.config.schema import RunConfig
 from hetacumn.data.images import ParticleImages
+from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.engine.inference import Inference, infer
 from hetacumn.tasks.search_task import pose_search_from_config
@@ -53,11 +54,14 @@ def write_results(outdir: Path, particles: ParticleSet, result: Inference, model
     write_mrc(outdir / "consensus.mrc", volume, float(np.median(particles.pixel_size_angstrom)), overwrite=overwrite)
 
 
-def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool = False) -> Inference:
+def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool = False) -> Inference | None:
     """Train ``config.method`` on ``particles`` into ``outdir``, then infer every image's pose and z.
 
     With ``resume``, a checkpoint of another method or model is refused before anything is written.
+    Launched by torchrun, the processes train together (joining the group from the environment);
+    rank 0 alone infers, writes and returns the result; the others return None when training ends.
     """
+    distributed.init_from_env(torch.device(config.train.device))
     if particles.box_size != config.model.box_size:
         raise InputError(particles.path, f"box size {particles.box_size} px does not match the model's {config.model.box_size}")
     data = ParticleImages(particles, config.data.mask_radius_fraction)
@@ -66,6 +70,9 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
     trainer = Trainer(config, data, outdir)
     if resume:
         trainer.resume(outdir / "checkpoint.pt")
+    if not distributed.is_main():  # no barrier after: a long inference would outlast NCCL's timeout
+        trainer.fit()
+        return None
     handler = _log_to_file(outdir)
     try:
         log.info("%d images of %d px; estimated SNR %.3g; training on %d", len(data), data.box_size, data.stats.snr,

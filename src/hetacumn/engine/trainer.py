@@ -4,6 +4,12 @@ Each step runs the image task (and, on its schedule, the pose task) on a batch, 
 steps Adam, logs to ``metrics.jsonl`` and checkpoints every N images. Data order is a seeded
 permutation per epoch, so ``--resume`` continues exactly (weights, optimiser, RNG and position).
 
+Under torchrun (:mod:`hetacumn.engine.distributed`) each step takes a global batch of
+``batch_size x world_size`` images; process ``r`` trains on the ``r``-th of its even split, gradients
+are summed with each process's loss weighted by its share, and only rank 0 writes files. A last
+global batch with fewer images than processes is skipped. The position within an epoch is kept in
+images (``epoch_images``), so a checkpoint resumes on any number of processes.
+
 Example usage::
 
     trainer = Trainer(config, ParticleImages(particles), outdir)
@@ -26,6 +32,7 @@ from tqdm import tqdm
 from hetacumn.config.schema import RunConfig
 from hetacumn.data.images import ParticleImages
 from hetacumn.data.order import epoch_order
+from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from hetacumn.errors import InputError
 from hetacumn.models.lattice import HalfPlane
@@ -59,12 +66,17 @@ class Trainer:
         self.config = config
         self.data = data
         self.outdir = Path(outdir)
-        self.device = torch.device(config.train.device)
+        self.device = distributed.process_device(torch.device(config.train.device))
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
         torch.manual_seed(config.train.seed)
-        self.generator = torch.Generator().manual_seed(config.train.seed)
+        # ranks draw different random poses; rank 0 draws what a single process would
+        self.generator = torch.Generator().manual_seed(config.train.seed + self.rank)
         self.model = HetModel(config.model).to(self.device)
         with torch.no_grad():  # decoders emit O(1) values; the envelope starts at the data's amplitude
             self.model.decoder.log_envelope.copy_(torch.log(torch.from_numpy(data.stats.radial_amplitude)))
+        if self.world_size > 1:
+            distributed.use_global_batch_norm_(self.model)
+            distributed.broadcast_module_(self.model)
         t = config.train
         self.optimizer = torch.optim.Adam([
             {"params": self.model.encoder.parameters(), "lr": t.lr * t.encoder_lr_scale},
@@ -76,12 +88,17 @@ class Trainer:
                                            config.model.box_size, self.device)
                             if config.task.pose_search_images > 0 else None)
         self.indices = train_indices(len(data), t.train_subset, t.seed)
-        self.progress = {"epoch": 0, "step": 0, "images_seen": 0, "steps_done": 0}
+        self.progress = {"epoch": 0, "step": 0, "epoch_images": 0, "images_seen": 0, "steps_done": 0}
         self._half_planes: dict[float, HalfPlane] = {}
 
     @property
+    def global_batch_size(self) -> int:
+        return self.config.train.batch_size * self.world_size
+
+    @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.indices) / self.config.train.batch_size)
+        n, size = len(self.indices), self.global_batch_size
+        return n // size + (n % size >= self.world_size)
 
     def max_radius(self) -> float:
         return max_radius_px(self.config)
@@ -106,13 +123,20 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = dict(state["progress"])
+        # checkpoints before epoch_images existed were written by one process
+        self.progress.setdefault("epoch_images", self.progress["step"] * state["run_config"].train.batch_size)
+        self.progress["step"] = math.ceil(self.progress["epoch_images"] / self.global_batch_size)
         if self.search_task is not None and state.get("search_reference") is not None:
             self.search_task.reference.load_state_dict(state["search_reference"])
         restore_rng(state, self.generator)
+        if self.rank > 0:  # the checkpoint holds rank 0's stream; the others start fresh, still distinct
+            self.generator.manual_seed(self.config.train.seed + self.rank + 7919 * self.progress["images_seen"])
         log.info("resumed from %s at epoch %d, %d images seen", checkpoint_path, self.progress["epoch"] + 1,
                  self.progress["images_seen"])
 
     def checkpoint(self) -> None:
+        if not distributed.is_main():
+            return
         save_checkpoint(self.outdir / "checkpoint.pt", model=self.model, optimizer=self.optimizer,
                         run_config=self.config, progress=self.progress, generator=self.generator,
                         search_reference=None if self.search_task is None else self.search_task.reference.state_dict())
@@ -123,7 +147,10 @@ class Trainer:
         return contextlib.nullcontext()
 
     def train_step(self, batch_index: np.ndarray) -> dict[str, float]:
-        batch = self.data.batch(batch_index, self.device)
+        """One optimiser step on the global batch ``batch_index`` (this process trains on its share)."""
+        local_index = np.array_split(batch_index, self.world_size)[self.rank]
+        share = len(local_index) / len(batch_index)
+        batch = self.data.batch(local_index, self.device)
         half = self.half_plane()
         context = StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), self.progress["images_seen"],
                               self.generator)
@@ -133,71 +160,85 @@ class Trainer:
             out = (self.search_task if searching else self.image_task).step(self.model, batch, context)
         if not torch.isfinite(out.loss):
             raise TrainingDiverged(f"the loss became {float(out.loss)} at step {self.progress['steps_done']}")
-        out.loss.backward()
+        self._backward(out.loss, share)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
         self.optimizer.step()
         metrics = dict(out.metrics)
         if not searching and self._pose_step_due():
-            metrics.update(self._pose_step(batch, context, out.z_sample))
-        return metrics
+            metrics.update(self._pose_step(batch, context, out.z_sample, share))
+        return distributed.weighted_metrics(metrics, share)
+
+    def _backward(self, loss: torch.Tensor, share: float) -> None:
+        """Gradients of the global-batch loss: this process's mean loss weighted by its share, summed."""
+        (loss * share if self.world_size > 1 else loss).backward()
+        distributed.all_reduce_grads_(self.model.parameters())
 
     def _pose_step_due(self) -> bool:
         task = self.config.task
         return (self.pose_task is not None and self.progress["images_seen"] >= task.pose_prediction_start_images
                 and self.progress["steps_done"] % task.pose_prediction_every == 0)
 
-    def _pose_step(self, batch, context: StepContext, z_sample) -> dict[str, float]:
+    def _pose_step(self, batch, context: StepContext, z_sample, share: float = 1.0) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)  # decoder grads stay None: Adam leaves it untouched
         with self._autocast():
             out = self.pose_task.step(self.model, batch, context, z_sample)
         if not torch.isfinite(out.loss):
             raise TrainingDiverged(f"the pose loss became {float(out.loss)} at step {self.progress['steps_done']}")
-        out.loss.backward()
+        self._backward(out.loss, share)
         torch.nn.utils.clip_grad_norm_(self.model.encoder.parameters(), self.config.train.grad_clip)
         self.optimizer.step()
         return out.metrics
 
     def fit(self) -> None:
         t = self.config.train
-        metrics_file = open(self.outdir / "metrics.jsonl", "a")
-        total_steps = t.epochs * self.steps_per_epoch
-        bar = tqdm(total=total_steps * t.batch_size, initial=self.progress["steps_done"] * t.batch_size,
-                   unit="img", unit_scale=True, desc=f"training {self.config.method}")
+        main = distributed.is_main()
+        metrics_file = open(self.outdir / "metrics.jsonl", "a") if main else None
+        size = self.global_batch_size
+        bar = tqdm(total=t.epochs * self.steps_per_epoch * size, initial=self.progress["steps_done"] * size,
+                   unit="img", unit_scale=True, desc=f"training {self.config.method}", disable=not main)
         window: list[dict[str, float]] = []
         window_start, window_images = time.time(), 0
         next_checkpoint = (self.progress["images_seen"] // t.checkpoint_every_images + 1) * t.checkpoint_every_images
         deadline = time.time() + 60 * t.max_minutes if t.max_minutes > 0 else math.inf
         try:
-            while self.progress["epoch"] < t.epochs and time.time() < deadline:
+            while self.progress["epoch"] < t.epochs and not self._out_of_time(deadline):
                 chunk = 0 if self.data.in_memory else self.data.chunk_images  # out of core: chunked shuffle buffer
                 order = epoch_order(self.indices, t.seed, self.progress["epoch"], chunk, self.data.buffer_chunks)
-                while self.progress["step"] < self.steps_per_epoch and time.time() < deadline:
-                    chunk = order[self.progress["step"] * t.batch_size:(self.progress["step"] + 1) * t.batch_size]
+                start = self.progress["epoch_images"]
+                while len(order[start:start + size]) >= self.world_size and not self._out_of_time(deadline):
+                    chunk = order[start:start + size]
                     window.append(self.train_step(chunk))
-                    self.progress["step"] += 1
-                    self.progress["steps_done"] += 1
-                    self.progress["images_seen"] += len(chunk)
+                    start += len(chunk)
+                    self.progress.update(step=self.progress["step"] + 1, epoch_images=start,
+                                         steps_done=self.progress["steps_done"] + 1,
+                                         images_seen=self.progress["images_seen"] + len(chunk))
                     window_images += len(chunk)
                     bar.update(len(chunk))
                     if self.progress["steps_done"] % t.log_every_steps == 0:
                         record = self._log_record(window, window_images / max(time.time() - window_start, 1e-9))
-                        metrics_file.write(json.dumps(record) + "\n")
-                        metrics_file.flush()
+                        if main:
+                            metrics_file.write(json.dumps(record) + "\n")
+                            metrics_file.flush()
                         bar.set_postfix(loss=f"{record['loss']:.4g}", radius=record["radius_px"])
                         window, window_start, window_images = [], time.time(), 0
                     if self.progress["images_seen"] >= next_checkpoint:
                         self.checkpoint()
                         next_checkpoint += t.checkpoint_every_images
-                if self.progress["step"] >= self.steps_per_epoch:
-                    self.progress["epoch"] += 1
-                    self.progress["step"] = 0
-            if time.time() >= deadline:
+                if len(order[start:start + size]) < self.world_size:
+                    self.progress.update(epoch=self.progress["epoch"] + 1, step=0, epoch_images=0)
+            if deadline < math.inf and self.progress["epoch"] < t.epochs:
                 log.info("stopped after the %.1f-minute limit at epoch %d, %d images seen", t.max_minutes,
                          self.progress["epoch"] + 1, self.progress["images_seen"])
         finally:
             bar.close()
-            metrics_file.close()
+            if metrics_file is not None:
+                metrics_file.close()
         self.checkpoint()
+
+    @staticmethod
+    def _out_of_time(deadline: float) -> bool:
+        """Past ``deadline`` by rank 0's clock, so that every process stops at the same step."""
+        return deadline < math.inf and distributed.rank_zero_decides(time.time() >= deadline)
 
     def _log_record(self, window: list[dict[str, float]], images_per_s: float) -> dict:
         keys = {k for m in window for k in m}

@@ -92,14 +92,20 @@ class PoseSearch:
     def __call__(self, volume_ft, targets, ctf, half: HalfPlane):
         """Best pose per image: rotation ``(B, 3, 3)``, ``shift_px`` ``(B, 2)``, error ``(B,)`` (up to a constant)."""
         coarse, mask = half.within(self.global_radius_px)
-        rotation, shift_px, _ = self.global_search(volume_ft, targets[:, mask], None if ctf is None else ctf[:, mask],
-                                                   coarse)
+        coarse_targets, coarse_ctf = targets[:, mask], None if ctf is None else ctf[:, mask]
+        rotation, shift_px, _ = self.global_search(volume_ft, coarse_targets, coarse_ctf, coarse)
         batch, k = rotation.shape[:2]
+        # The candidates compete after two levels at the coarse radius; only the winner is refined further.
+        first = min(2, self.levels)
         rotation, shift_px, error = self.refine(
-            volume_ft, targets.repeat_interleave(k, 0), None if ctf is None else ctf.repeat_interleave(k, 0), half,
-            rotation.flatten(0, 1), shift_px.flatten(0, 1), self.start_step_rad, self.levels)
+            volume_ft, coarse_targets.repeat_interleave(k, 0),
+            None if coarse_ctf is None else coarse_ctf.repeat_interleave(k, 0), coarse, rotation.flatten(0, 1),
+            shift_px.flatten(0, 1), self.start_step_rad, self.shift_step_px / 2, first)
         best = error.reshape(batch, k).argmin(1) + torch.arange(batch, device=error.device) * k
-        return rotation[best], shift_px[best], error[best]
+        if first == self.levels:
+            return rotation[best], shift_px[best], error[best]
+        return self.refine(volume_ft, targets, ctf, half, rotation[best], shift_px[best], self.start_step_rad / 2**first,
+                           self.shift_step_px / 2 ** (first + 1), self.levels - first)
 
     @torch.no_grad()
     def global_search(self, volume_ft, targets, ctf, half: HalfPlane):
@@ -123,12 +129,13 @@ class PoseSearch:
         return grid[best_pose % len(grid)], shifts[best_pose // len(grid)], best_error
 
     @torch.no_grad()
-    def refine(self, volume_ft, targets, ctf, half: HalfPlane, rotation, shift_px, step_rad: float, levels: int):
-        """Local search around ``rotation``/``shift_px`` for ``levels`` levels, halving the steps each level."""
+    def refine(self, volume_ft, targets, ctf, half: HalfPlane, rotation, shift_px, step_rad: float,
+               shift_step_px: float, levels: int):
+        """Local search around ``rotation``/``shift_px`` for ``levels`` levels, halving both steps each level."""
         device = targets.device
         ctf = torch.ones_like(targets.real) if ctf is None else ctf
         ctf_power = half.weights.to(device) * ctf**2
-        shift_step = self.shift_step_px / 2
+        shift_step = shift_step_px
         moves = torch.tensor([-1.0, 0.0, 1.0], device=device)
         moves = torch.cartesian_prod(moves, moves)  # (9, 2), index 4 = no move
         error = None

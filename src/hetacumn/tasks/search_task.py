@@ -16,6 +16,7 @@ rotation hypothesis counts).
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 from hetacumn.config.schema import TaskConfig
 from hetacumn.data.images import Batch
@@ -35,8 +36,16 @@ def pose_search_from_config(config: TaskConfig, shift_range_px: float) -> PoseSe
                       global_radius_px=config.search_global_radius_px, candidates=config.search_candidates)
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 class ReferenceVolume:
-    """Running backprojection with exponential forgetting; its state goes into checkpoints."""
+    """Running backprojection with exponential forgetting; its state goes into checkpoints.
+
+    In a distributed run every process adds its share of the batch and the increments are summed over
+    the processes, so all of them hold the reference of the whole global batch.
+    """
 
     def __init__(self, box_size: int, memory_images: int, device):
         self.accumulator = BackprojectionAccumulator(box_size, oversampling=1, device=device)
@@ -48,10 +57,19 @@ class ReferenceVolume:
 
     def add(self, batch: Batch, rotation: torch.Tensor, shift_px: torch.Tensor | None, keep=slice(None)) -> None:
         images = batch.images[keep]
-        forget = max(0.0, 1.0 - len(images) / self.memory_images)
         ctf = None if batch.ctf is None else ctf_images(batch.ctf[keep], images.shape[-1], batch.pixel_size_angstrom[keep])
-        self.accumulator.sums *= forget
+        if not _distributed():
+            self.accumulator.sums *= max(0.0, 1.0 - len(images) / self.memory_images)
+            self.accumulator.add(images, rotation, ctf=ctf, shift_px=shift_px)
+            return
+        count = torch.tensor([float(len(images))], device=self.accumulator.device)
+        dist.all_reduce(count)
+        kept = self.accumulator.sums * max(0.0, 1.0 - float(count) / self.memory_images)
+        self.accumulator.sums = torch.zeros_like(kept)
         self.accumulator.add(images, rotation, ctf=ctf, shift_px=shift_px)
+        dist.all_reduce(self.accumulator.sums)
+        self.accumulator.sums += kept
+        self.accumulator.count += int(count) - len(images)
 
     def transform(self) -> torch.Tensor:
         """The centred 3-D transform of the current reconstruction."""
@@ -74,7 +92,8 @@ class PoseSearchTask:
         self.reference = ReferenceVolume(box_size, config.search_memory_images, device)
 
     def _seed(self, batch: Batch, generator: torch.Generator) -> None:
-        keep = torch.arange(min(self.config.search_seed_images, len(batch.images)))
+        first = not _distributed() or dist.get_rank() == 0  # the seed images come from rank 0's share
+        keep = torch.arange(min(self.config.search_seed_images, len(batch.images)) if first else 0)
         rotation = random_rotations(len(keep), generator=generator).to(batch.images.device)
         self.reference.add(batch, rotation, None, keep)
 
