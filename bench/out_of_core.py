@@ -152,10 +152,9 @@ def phase_data(args: argparse.Namespace, phase: Phase, star_path: Path) -> Parti
     particles = load_particles(star_path)
     if phase.data == "memory":
         return ParticleImages(particles.subset(np.arange(min(args.subset, len(particles)))), max_memory_gb=1e6)
-    if phase.chunked:
-        cache = ChunkCache(particles.images, args.chunk_images, 2 * args.buffer_chunks)
-        particles = dataclasses.replace(particles, images=cache)
-    return ParticleImages(particles, max_memory_gb=0)
+    # Out of core, ParticleImages reads through a ChunkCache; a fully shuffled batch touches more chunks
+    # than the cache holds and is read directly (sorted by file position).
+    return ParticleImages(particles, max_memory_gb=0, chunk_images=args.chunk_images, buffer_chunks=args.buffer_chunks)
 
 
 def batches(args: argparse.Namespace, phase: Phase, n_images: int, batch_size: int):
@@ -196,7 +195,7 @@ def run_phase(args: argparse.Namespace, phase: Phase, star_path: Path) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
     rate = images / (time.perf_counter() - start)
-    cache = data.particles.images
+    cache = data._source
     return {"images_per_s": rate, "images": images, "batch_size": batch_size, "n_data": len(data),
             "peak_rss_gb": meminfo_gb("VmHWM", "/proc/self/status"),
             "rss_file_gb": meminfo_gb("RssFile", "/proc/self/status"),
