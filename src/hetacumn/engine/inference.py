@@ -23,7 +23,7 @@ from hetacumn.models.lattice import HalfPlane
 from hetacumn.models.model import HetModel
 from hetacumn.tasks.base import StepContext, ctf_at
 from hetacumn.tasks.image import ImageReconstructionTask
-from hetacumn.tasks.search import PoseSearch, decode_volume_grid
+from hetacumn.tasks.search import PoseSearch
 
 
 @dataclass
@@ -39,7 +39,7 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
     model.eval()
     half = HalfPlane.build(data.box_size, radius_px, device=device)
     z_mean = None if model.zdim == 0 else torch.zeros(model.zdim, device=device)
-    volume_ft = None if search is None else decode_volume_grid(model, radius_px, z_mean)
+    volume_ft = None if search is None else model.fourier_volume(z_mean, max_radius_px=radius_px + 2)
     generator = torch.Generator().manual_seed(0)
     n = len(data)
     rotations, shifts, zs = np.zeros((n, 3, 3)), np.zeros((n, 2)), []

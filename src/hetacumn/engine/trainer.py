@@ -202,18 +202,18 @@ class Trainer:
         deadline = time.time() + 60 * t.max_minutes if t.max_minutes > 0 else math.inf
         try:
             while self.progress["epoch"] < t.epochs and not self._out_of_time(deadline):
-                chunk = 0 if self.data.in_memory else self.data.chunk_images  # out of core: chunked shuffle buffer
-                order = epoch_order(self.indices, t.seed, self.progress["epoch"], chunk, self.data.buffer_chunks)
+                chunk_images = 0 if self.data.in_memory else self.data.chunk_images  # out of core: shuffle buffer
+                order = epoch_order(self.indices, t.seed, self.progress["epoch"], chunk_images, self.data.buffer_chunks)
                 start = self.progress["epoch_images"]
                 while len(order[start:start + size]) >= self.world_size and not self._out_of_time(deadline):
-                    chunk = order[start:start + size]
-                    window.append(self.train_step(chunk))
-                    start += len(chunk)
+                    batch_index = order[start:start + size]
+                    window.append(self.train_step(batch_index))
+                    start += len(batch_index)
                     self.progress.update(step=self.progress["step"] + 1, epoch_images=start,
                                          steps_done=self.progress["steps_done"] + 1,
-                                         images_seen=self.progress["images_seen"] + len(chunk))
-                    window_images += len(chunk)
-                    bar.update(len(chunk))
+                                         images_seen=self.progress["images_seen"] + len(batch_index))
+                    window_images += len(batch_index)
+                    bar.update(len(batch_index))
                     if self.progress["steps_done"] % t.log_every_steps == 0:
                         record = self._log_record(window, window_images / max(time.time() - window_start, 1e-9))
                         if main:

@@ -51,18 +51,29 @@ class HetModel(nn.Module):
         return values * torch.polar(torch.ones_like(phase), phase)
 
     @torch.no_grad()
-    def volume(self, z: torch.Tensor | None = None, chunk: int = 65536) -> torch.Tensor:
-        """Real-space volume ``(D, D, D)`` at latent ``z`` (``(zdim,)`` or None), band-limited to Nyquist."""
+    def fourier_volume(self, z: torch.Tensor | None = None, max_radius_px: float | None = None,
+                       chunk: int = 65536) -> torch.Tensor:
+        """The decoder on the centred ``(D, D, D)`` Fourier grid at latent ``z`` (``(zdim,)`` or None).
+
+        Evaluated below Nyquist (``|k| < 0.5`` cycles/px), or, given ``max_radius_px``, within that radius
+        in px; zero elsewhere.
+        """
         d = self.config.box_size
         device = next(self.parameters()).device
         grid = fourier_grid_3d(d, device=device).reshape(-1, 3)
-        inside = grid.norm(dim=-1) < 0.5
+        radius = grid.norm(dim=-1)
+        inside = radius < 0.5 if max_radius_px is None else radius * d <= max_radius_px
         coords = grid[inside]
         zb = None if z is None or self.zdim == 0 else z.reshape(1, -1).to(device)
         values = torch.cat([self.decoder(coords[None, i : i + chunk], zb)[0] for i in range(0, len(coords), chunk)])
         volume_ft = torch.zeros(d**3, dtype=values.dtype, device=device)
         volume_ft[inside] = values
-        return ifft3_centered(volume_ft.reshape(d, d, d)).real
+        return volume_ft.reshape(d, d, d)
+
+    @torch.no_grad()
+    def volume(self, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Real-space volume ``(D, D, D)`` at latent ``z`` (``(zdim,)`` or None), band-limited to Nyquist."""
+        return ifft3_centered(self.fourier_volume(z)).real
 
     def checkpoint_config(self) -> dict:
         return dataclasses.asdict(self.config)

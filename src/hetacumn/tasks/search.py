@@ -1,23 +1,27 @@
-"""Pose search against the current decoder: a global grid over SO(3) x shifts, then local refinement.
+"""Pose search: a global grid over SO(3) x shifts, then local refinement, against a Fourier volume.
 
-The global search compares only frequencies within ``global_radius_px`` (8 px by default), where the
-grid's spacing (about 8 deg) and the shift step (2 px) still leave the right pose the best; the
-refinement then uses every frequency of the current radius. The decoder is sampled once on the Cartesian Fourier grid inside the current radius (at one latent),
-and candidate slices are read from that grid by trilinear interpolation, so the cost of a search
-barely depends on the decoder. For each image the error of a candidate pose ``(A, t)`` is the
-task's weighted squared error
+The volume is a centred ``(D, D, D)`` transform (the search stage's running backprojection, or the
+decoder on the grid, :meth:`~hetacumn.models.model.HetModel.fourier_volume`); candidate slices are
+read from it by trilinear interpolation, so the cost barely depends on the decoder. The global search
+compares only frequencies within ``global_radius_px`` (8 px by default), where the grid's spacing
+(median 7.6 deg for 4,608 rotations) and the shift step (1 px by default) still leave the right pose
+among the best candidates. For each image the error of a candidate pose ``(A, t)`` is the task's
+weighted squared error
 
     sum_k w_k |Y(k) - C(k) S_A(k) exp(2 pi i k.t)|^2
   = sum_k w_k C(k)^2 |S_A(k)|^2 - 2 Re sum_k w_k conj(Y(k)) C(k) exp(2 pi i k.t) S_A(k) + const,
 
-whose two terms (``power`` and ``cross``) are matrix products over the half-plane points, for every image,
-shift and rotation at once. The amplitude of the slice is fitted per candidate (:func:`_scaled_error`). Local refinement right-multiplies the best pose by small rotations (:func:`local_rotation_offsets`)
-and moves the shift by +-step, halving both steps each level.
+whose two terms (``power`` and ``cross``) are matrix products over the half-plane points, for every
+image, shift and rotation at once; the amplitude of the slice is fitted per candidate
+(:func:`_scaled_error`). Local refinement right-multiplies a pose by small rotations
+(:func:`~hetacumn.physics.rotations.local_rotation_offsets`) and moves the shift by +-step, halving
+both steps each level: the candidates compete after two levels at the coarse radius, and only the
+winner is refined further at the full radius.
 
 Example usage::
 
-    search = PoseSearch(rotations=4608, shift_extent_px=2.0, shift_step_px=2.0, levels=4)
-    volume_ft = decode_volume_grid(model, half.radius_px, z=None)
+    search = PoseSearch(rotations=4608, shift_extent_px=2.0, shift_step_px=1.0, levels=5)
+    volume_ft = model.fourier_volume(z=None, max_radius_px=half.radius_px + 2)
     rotation, shift_px, error = search(volume_ft, targets, ctf_values, half)
 """
 
@@ -28,24 +32,8 @@ import math
 import torch
 
 from hetacumn.models.lattice import HalfPlane
-from hetacumn.models.model import HetModel
-from hetacumn.physics.grids import fourier_grid_3d
 from hetacumn.physics.rotations import local_rotation_offsets, super_fibonacci_rotations
 from hetacumn.physics.slice import sample_trilinear
-
-
-@torch.no_grad()
-def decode_volume_grid(model: HetModel, radius_px: float, z: torch.Tensor | None) -> torch.Tensor:
-    """The decoder on the centred ``(D, D, D)`` Fourier grid, evaluated only within ``radius_px + 2``."""
-    d = model.config.box_size
-    device = next(model.parameters()).device
-    grid = fourier_grid_3d(d, device=device).reshape(-1, 3)  # cycles/px
-    inside = grid.norm(dim=-1) * d <= radius_px + 2
-    zb = None if z is None or model.zdim == 0 else z.reshape(1, -1).to(device)
-    values = model.decoder(grid[inside][None], zb)[0]
-    volume_ft = torch.zeros(d**3, dtype=values.dtype, device=device)
-    volume_ft[inside] = values
-    return volume_ft.reshape(d, d, d)
 
 
 def _slices(volume_ft: torch.Tensor, rotations: torch.Tensor, half: HalfPlane) -> torch.Tensor:
@@ -95,7 +83,6 @@ class PoseSearch:
         coarse_targets, coarse_ctf = targets[:, mask], None if ctf is None else ctf[:, mask]
         rotation, shift_px, _ = self.global_search(volume_ft, coarse_targets, coarse_ctf, coarse)
         batch, k = rotation.shape[:2]
-        # The candidates compete after two levels at the coarse radius; only the winner is refined further.
         first = min(2, self.levels)
         rotation, shift_px, error = self.refine(
             volume_ft, coarse_targets.repeat_interleave(k, 0),
