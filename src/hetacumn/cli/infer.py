@@ -2,15 +2,16 @@
 
 Example usage:
     hetacumn infer run1/checkpoint.pt all_particles.star -o run1/infer_all
+    hetacumn infer run1/checkpoint.pt new.star -o run1/infer_new --refine 20   # semi-amortized
 """
 
 from __future__ import annotations
 
 import argparse
 
-
 from hetacumn.cli.common import default_device, parse_device
 from hetacumn.engine.run import infer_particles
+from hetacumn.errors import InputError
 from hetacumn.io.particles import load_particles
 
 
@@ -23,12 +24,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=default_device(), help="cpu or cuda[:N] (default: cuda when present)")
     parser.add_argument("--search", action="store_true",
                         help="search each pose against the decoder instead of the encoder's (slower, more accurate)")
+    parser.add_argument("--refine", type=int, default=0, metavar="K",
+                        help="then refine each pose by K gradient steps against the decoder (semi-amortized)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.refine < 0:
+        raise InputError("--refine", f"must be 0 or more steps, got {args.refine}")
     particles = load_particles(args.particles, datadir=args.datadir)
     particles.require_ctf()
     infer_particles(args.checkpoint, particles, args.outdir, str(parse_device(args.device)), args.batch_size,
-                    overwrite=args.overwrite, search=args.search)
+                    overwrite=args.overwrite, search=args.search, refine_steps=args.refine)
     return 0

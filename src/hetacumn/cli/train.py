@@ -18,9 +18,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-
-from hetacumn.config.presets import METHODS, preset
 from hetacumn.cli.common import default_device, parse_device
+from hetacumn.config.presets import METHODS, preset
 from hetacumn.engine import distributed
 from hetacumn.engine.run import train
 from hetacumn.engine.trainer import TrainingDiverged
@@ -42,6 +41,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hypotheses", type=int, help="rotation hypotheses of the encoder (default: the preset's)")
     parser.add_argument("--pose-search", type=int, metavar="N",
                         help="ab initio pose search stage for the first N images seen (0 = purely amortized)")
+    parser.add_argument("--refine-from", type=int, metavar="N",
+                        help="refinement stage from N images seen: a pose per particle, refined against the decoder")
+    parser.add_argument("--refine-steps", type=int, metavar="K", help="Adam steps on a batch's poses per visit")
     parser.add_argument("--marching", type=int, metavar="N", help="images seen per extra px of Fourier radius")
     parser.add_argument("--checkpoint-every", type=int, metavar="N", help="write checkpoint.pt every N images seen")
     parser.add_argument("--train-subset", type=int, default=0, help="train on N random images, then infer on all")
@@ -64,8 +66,13 @@ def build_config(args: argparse.Namespace, box_size: int):
                                          "marching_images_per_px": args.marching,
                                          "checkpoint_every_images": args.checkpoint_every}.items() if v is not None}
     config.train = dataclasses.replace(config.train, **train_overrides)
-    if args.pose_search is not None:
-        config.task = dataclasses.replace(config.task, pose_search_images=args.pose_search)
+    task_flags = {"--pose-search": ("pose_search_images", args.pose_search),
+                  "--refine-from": ("refine_start_images", args.refine_from),
+                  "--refine-steps": ("refine_steps", args.refine_steps)}
+    for flag, (_, value) in task_flags.items():
+        if value is not None and value < 0:
+            raise InputError(flag, f"must be 0 or more, got {value}")
+    config.task = dataclasses.replace(config.task, **{name: v for name, v in task_flags.values() if v is not None})
     if args.decoder:
         config.model.decoder = dataclasses.replace(config.model.decoder, kind=args.decoder)
     if args.hypotheses:

@@ -81,7 +81,14 @@ class TaskConfig:
     search_levels: int = 5  # local refinement levels (steps halve each level)
     search_global_radius_px: float = 8.0  # frequencies compared in the grid search
     search_shift_step_px: float = 1.0  # shift grid step of the global search (extent: half the shift range)
+    search_soft: bool = False  # backproject each image at its candidate poses, weighted by their posterior
     pose_distill_weight: float = 1.0  # weight of the encoder's regression onto the searched poses
+    # Refinement stage (semi-amortized): from this many images seen, each trained image has its own pose in a
+    # table (initialised from the encoder's best hypothesis on first sight), refined by Adam against the decoder.
+    refine_start_images: int = 0  # 0 = off
+    refine_steps: int = 2  # Adam steps on a batch's poses per visit (decoder frozen during them)
+    refine_lr_rad: float = 0.01  # Adam step size of the rotation (tangent vector, radians)
+    refine_lr_px: float = 0.1  # Adam step size of the shift (px)
 
 
 @dataclass

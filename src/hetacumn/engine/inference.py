@@ -1,9 +1,11 @@
 """Amortized inference: one encoder pass per image (two with a symmetrized loss) gives pose and z.
 
-Semi-amortized option: with a :class:`~hetacumn.tasks.search.PoseSearch`, each image's pose is instead
-searched against the decoder's volume at ``z = 0`` (global grid, then local refinement); z still comes
-from the encoder. It costs about 100 times an encoder pass and is what a run with a pose search stage
-reports for its own images.
+Semi-amortized options, applied after the encoder: ``search`` (a :class:`~hetacumn.tasks.search.PoseSearch`)
+replaces each pose by one searched against the decoder's volume at ``z = 0`` (global grid, then local
+refinement; about 100 encoder passes), and ``refine_steps`` K moves each pose by K Adam steps against
+the decoder at the image's z (:func:`~hetacumn.tasks.refine.refine_poses`). ``known`` (the training
+run's pose table) supplies the poses of the images it holds; only the others are searched or refined.
+The seconds spent in each part are returned, so every command can report its cost per image.
 
 With a symmetrized loss the encoder was trained to be right on the better of the two paths, so each
 image is decoded on both and the path that explains it better is kept, exactly as in training (the
@@ -12,17 +14,20 @@ image task run without gradients, with z at the posterior mean).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from hetacumn.data.images import ParticleImages
+from hetacumn.data.pose_table import PoseTable
 from hetacumn.models.lattice import HalfPlane
 from hetacumn.models.model import HetModel
 from hetacumn.tasks.base import StepContext, ctf_at
 from hetacumn.tasks.image import ImageReconstructionTask
+from hetacumn.tasks.refine import fresh_rows, refine_poses, rendered_error
 from hetacumn.tasks.search import PoseSearch
 
 
@@ -31,29 +36,63 @@ class Inference:
     rotations: np.ndarray  # (N, 3, 3) pose rotations A
     shift_px: np.ndarray  # (N, 2)
     z: np.ndarray | None  # (N, zdim) latent means
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per part: encoder, search, refine
+
+    def cost_ms_per_image(self) -> dict[str, float]:
+        return {part: 1000 * s / max(len(self.rotations), 1) for part, s in self.seconds.items()}
 
 
-@torch.no_grad()
 def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, radius_px: float,
-          device: torch.device, batch_size: int = 256, search: PoseSearch | None = None) -> Inference:
+          device: torch.device, batch_size: int = 256, search: PoseSearch | None = None, refine_steps: int = 0,
+          known: PoseTable | None = None) -> Inference:
     model.eval()
     half = HalfPlane.build(data.box_size, radius_px, device=device)
     z_mean = None if model.zdim == 0 else torch.zeros(model.zdim, device=device)
     volume_ft = None if search is None else model.fourier_volume(z_mean, max_radius_px=radius_px + 2)
     generator = torch.Generator().manual_seed(0)
     n = len(data)
+    known_rows = np.zeros(n, bool) if known is None else known.initialised
     rotations, shifts, zs = np.zeros((n, 3, 3)), np.zeros((n, 2)), []
+    seconds = {"encoder": 0.0} | ({"search": 0.0} if search else {}) | ({"refine": 0.0} if refine_steps else {})
     for start in tqdm(range(0, n, batch_size), desc="inferring poses", unit="batch"):
         index = np.arange(start, min(start + batch_size, n))
         batch = data.batch(index, device)
         context = StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), 0, generator, deterministic=True)
-        out = task.step(model, batch, context)
-        rotation, shift_px = out.rotation, out.shift_px
-        if search is not None:
-            rotation, shift_px, _ = search(volume_ft, half.gather(batch.images_ft), context.ctf_values, half)
-        rotations[index] = rotation.cpu().double().numpy()
-        shifts[index] = shift_px.cpu().double().numpy()
+        began = time.perf_counter()
+        with torch.no_grad():
+            out = task.step(model, batch, context)
+        seconds["encoder"] += time.perf_counter() - began
+        rotation, shift_px = out.rotation.double(), out.shift_px.double()
+        todo = torch.from_numpy(~known_rows[index]).to(device)
+        if search is not None and bool(todo.any()):
+            began = time.perf_counter()
+            targets = half.gather(batch.images_ft[todo])
+            ctf = None if context.ctf_values is None else context.ctf_values[todo]
+            searched = search(volume_ft, targets, ctf, half)
+            rotation[todo], shift_px[todo] = searched[0].double(), searched[1].double()
+            seconds["search"] += time.perf_counter() - began
+        if refine_steps > 0 and bool(todo.any()):
+            began = time.perf_counter()
+            rotation[todo], shift_px[todo] = _refined(model, task, batch, out.z, context, rotation, shift_px, todo,
+                                                      refine_steps)
+            seconds["refine"] += time.perf_counter() - began
+        if known is not None and not bool(todo.all()):
+            rows = known.read(index, device)
+            rotation[~todo], shift_px[~todo] = rows.rotation[~todo], rows.shift_px[~todo]
+        rotations[index] = rotation.cpu().numpy()
+        shifts[index] = shift_px.cpu().numpy()
         if out.z is not None:
             zs.append(out.z.cpu().numpy())
     model.train()
-    return Inference(rotations, shifts, np.concatenate(zs) if zs else None)
+    return Inference(rotations, shifts, np.concatenate(zs) if zs else None, seconds)
+
+
+def _refined(model, task, batch, z, context, rotation, shift_px, todo, steps: int):
+    """The poses of the images ``todo`` after ``steps`` Adam steps from fresh moments."""
+    half = context.half_plane
+    targets = half.gather(batch.images_ft[todo])
+    ctf = None if context.ctf_values is None else context.ctf_values[todo]
+    error_of = rendered_error(model, targets, ctf, None if z is None else z[todo], context)
+    rows, _ = refine_poses(error_of, fresh_rows(rotation[todo], shift_px[todo]), steps, task.config.refine_lr_rad,
+                           task.config.refine_lr_px)
+    return rows.rotation, rows.shift_px

@@ -7,6 +7,7 @@ latent means; absent for homogeneous methods). Under torchrun only rank 0 writes
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 from pathlib import Path
@@ -20,7 +21,6 @@ from hetacumn.data.images import ParticleImages
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.engine.inference import Inference, infer
-from hetacumn.tasks.search_task import pose_search_from_config
 from hetacumn.engine.trainer import Trainer, max_radius_px
 from hetacumn.errors import InputError
 from hetacumn.io.cryodrgn import write_pose_pickle
@@ -28,8 +28,9 @@ from hetacumn.io.mrc import write_mrc
 from hetacumn.io.particles import ParticleSet, PoseTable
 from hetacumn.io.star import write_particles_star
 from hetacumn.models.model import HetModel
-from hetacumn.outputs import prepare_output_dir
+from hetacumn.outputs import atomic_write, prepare_output_dir
 from hetacumn.tasks.image import ImageReconstructionTask
+from hetacumn.tasks.search_task import pose_search_from_config
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,11 @@ def write_results(outdir: Path, particles: ParticleSet, result: Inference, model
         z_mean = torch.from_numpy(result.z.mean(0)).float()
     volume = model.volume(z_mean).cpu().numpy()
     write_mrc(outdir / "consensus.mrc", volume, float(np.median(particles.pixel_size_angstrom)), overwrite=overwrite)
+
+
+def log_cost(result: Inference) -> None:
+    parts = ", ".join(f"{part} {ms:.3g} ms" for part, ms in result.cost_ms_per_image().items())
+    log.info("inference cost per image (%d images): %s", len(result.rotations), parts)
 
 
 def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool = False) -> Inference | None:
@@ -81,8 +87,10 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
         trainer.fit()
         search = (pose_search_from_config(config.task, config.model.shift_range_px)
                   if config.task.pose_search_images > 0 else None)
-        result = infer(trainer.model, data, trainer.image_task, trainer.max_radius(), trainer.device, search=search)
+        result = infer(trainer.model, data, trainer.image_task, trainer.max_radius(), trainer.device, search=search,
+                       known=trainer.pose_table)
         write_results(outdir, particles, result, trainer.model)
+        log_cost(result)
         log.info("wrote poses, latents and the consensus volume to %s", outdir)
         return result
     finally:
@@ -102,9 +110,12 @@ def load_trained(checkpoint_path: str | Path, device: str = "cpu") -> tuple[HetM
 
 
 def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir: str | Path, device: str = "cpu",
-                    batch_size: int = 256, overwrite: bool = False, search: bool = False) -> Inference:
-    """Poses and z for any particle set with a trained encoder (no training); with ``search``, poses are
-    searched against the decoder instead (semi-amortized, see :func:`~hetacumn.engine.inference.infer`).
+                    batch_size: int = 256, overwrite: bool = False, search: bool = False,
+                    refine_steps: int = 0) -> Inference:
+    """Poses and z for any particle set with a trained encoder (no training); with ``search`` and/or
+    ``refine_steps``, poses are searched against the decoder and/or refined by gradient steps
+    (semi-amortized, see :func:`~hetacumn.engine.inference.infer`). The cost per image of each part
+    goes to ``inference_cost.json``.
 
     ``outdir`` is prepared (:func:`hetacumn.outputs.prepare_output_dir`) only once the checkpoint has
     loaded and matches the particles' box size, so a refused run leaves an earlier folder as it was.
@@ -117,6 +128,11 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
     data = ParticleImages(particles, config.data.mask_radius_fraction, scale=config.data.scale or None)
     task = ImageReconstructionTask(config.task, config.model.z_mode)
     searcher = pose_search_from_config(config.task, config.model.shift_range_px) if search else None
-    result = infer(model, data, task, max_radius_px(config), torch.device(device), batch_size, searcher)
+    result = infer(model, data, task, max_radius_px(config), torch.device(device), batch_size, searcher, refine_steps)
     write_results(outdir, particles, result, model)
+    cost = {"images": len(result.rotations), "device": str(device), "refine_steps": refine_steps,
+            "ms_per_image": result.cost_ms_per_image()}
+    with atomic_write(outdir / "inference_cost.json") as partial:
+        partial.write_text(json.dumps(cost, indent=1) + "\n")
+    log_cost(result)
     return result

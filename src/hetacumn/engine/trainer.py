@@ -32,6 +32,7 @@ from tqdm import tqdm
 from hetacumn.config.schema import RunConfig
 from hetacumn.data.images import ParticleImages
 from hetacumn.data.order import epoch_order
+from hetacumn.data.pose_table import PoseTable
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from hetacumn.errors import InputError
@@ -40,6 +41,7 @@ from hetacumn.models.model import HetModel
 from hetacumn.tasks.base import StepContext, ctf_at
 from hetacumn.tasks.image import ImageReconstructionTask
 from hetacumn.tasks.pose import PosePredictionTask
+from hetacumn.tasks.refine import PoseRefinementTask
 from hetacumn.tasks.search_task import PoseSearchTask
 
 log = logging.getLogger(__name__)
@@ -87,9 +89,28 @@ class Trainer:
         self.search_task = (PoseSearchTask(config.task, self.image_task, config.model.shift_range_px,
                                            config.model.box_size, self.device)
                             if config.task.pose_search_images > 0 else None)
+        self.pose_table = self._create_pose_table() if config.task.refine_start_images > 0 else None
+        self.refine_task = (None if self.pose_table is None
+                            else PoseRefinementTask(config.task, self.image_task, self.pose_table))
         self.indices = train_indices(len(data), t.train_subset, t.seed)
         self.progress = {"epoch": 0, "step": 0, "epoch_images": 0, "images_seen": 0, "steps_done": 0}
         self._half_planes: dict[float, HalfPlane] = {}
+
+    def _create_pose_table(self) -> PoseTable:
+        """The refinement stage's per-particle table, ``pose_table.npy`` in the run folder (rank 0 creates it)."""
+        path = self.outdir / "pose_table.npy"
+        table = PoseTable.create(path, len(self.data)) if distributed.is_main() else None
+        distributed.barrier()
+        return table or PoseTable.open(path, len(self.data))
+
+    def stage(self) -> str:
+        """Where the poses of the next step come from: ``search``, ``refine`` (the table) or ``encoder``."""
+        seen, task = self.progress["images_seen"], self.config.task
+        if self.search_task is not None and seen < task.pose_search_images:
+            return "search"
+        if self.refine_task is not None and seen >= task.refine_start_images:
+            return "refine"
+        return "encoder"
 
     @property
     def global_batch_size(self) -> int:
@@ -128,6 +149,13 @@ class Trainer:
         self.progress["step"] = math.ceil(self.progress["epoch_images"] / self.global_batch_size)
         if self.search_task is not None and state.get("search_reference") is not None:
             self.search_task.reference.load_state_dict(state["search_reference"])
+        if self.pose_table is not None and self.pose_table.snapshot_path().exists():
+            distributed.barrier()  # every process has opened the table before rank 0 replaces it
+            if distributed.is_main():
+                self.pose_table.restore()
+            distributed.barrier()
+            if not distributed.is_main():
+                self.pose_table.array = PoseTable.open(self.pose_table.path, len(self.data)).array
         restore_rng(state, self.generator)
         if self.rank > 0:  # the checkpoint holds rank 0's stream; the others start fresh, still distinct
             self.generator.manual_seed(self.config.train.seed + self.rank + 7919 * self.progress["images_seen"])
@@ -137,6 +165,8 @@ class Trainer:
     def checkpoint(self) -> None:
         if not distributed.is_main():
             return
+        if self.pose_table is not None:
+            self.pose_table.snapshot()
         save_checkpoint(self.outdir / "checkpoint.pt", model=self.model, optimizer=self.optimizer,
                         run_config=self.config, progress=self.progress, generator=self.generator,
                         search_reference=None if self.search_task is None else self.search_task.reference.state_dict())
@@ -155,16 +185,19 @@ class Trainer:
         context = StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), self.progress["images_seen"],
                               self.generator)
         self.optimizer.zero_grad(set_to_none=True)
-        searching = self.search_task is not None and self.progress["images_seen"] < self.config.task.pose_search_images
+        stage = self.stage()
+        task = {"search": self.search_task, "refine": self.refine_task, "encoder": self.image_task}[stage]
         with self._autocast():
-            out = (self.search_task if searching else self.image_task).step(self.model, batch, context)
+            out = task.step(self.model, batch, context)
+        if stage == "search" and self.pose_table is not None:  # the refinement stage starts from searched poses
+            self.pose_table.set_poses(local_index, out.rotation, out.shift_px)
         if not torch.isfinite(out.loss):
             raise TrainingDiverged(f"the loss became {float(out.loss)} at step {self.progress['steps_done']}")
         self._backward(out.loss, share)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
         self.optimizer.step()
         metrics = dict(out.metrics)
-        if not searching and self._pose_step_due():
+        if stage == "encoder" and self._pose_step_due():
             metrics.update(self._pose_step(batch, context, out.z_sample, share))
         return distributed.weighted_metrics(metrics, share)
 

@@ -1,0 +1,37 @@
+"""Training at explicit poses (searched or refined): the loss shared by the search and refinement stages.
+
+It has two parts that touch disjoint parameters: the image task's error rendered at the given poses
+(decoder, and the conformation head through z) and the squared Frobenius + weighted squared shift
+distance between the encoder's prediction and the given pose (the encoder's pose heads; the closest
+rotation hypothesis counts), so that the encoder learns to predict the poses for amortized inference.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hetacumn.config.schema import TaskConfig
+from hetacumn.models.encoders import EncoderOutput
+from hetacumn.models.model import HetModel
+from hetacumn.tasks.base import StepContext, StepOutput, weighted_mse
+
+
+def explicit_pose_step(model: HetModel, config: TaskConfig, enc: EncoderOutput, latent, target: torch.Tensor,
+                       rotation: torch.Tensor, shift_px: torch.Tensor, context: StepContext) -> StepOutput:
+    """``latent`` is :meth:`ImageReconstructionTask.latent` of ``enc``; ``target`` the batch at the half-plane points."""
+    z, z_report, z_sample, kl = latent
+    rotation, shift_px = rotation.detach(), shift_px.detach()
+    ctf = 1.0 if context.ctf_values is None else context.ctf_values
+    mse = weighted_mse(model.render(rotation, shift_px, z, ctf, context.half_plane), target, context.half_plane)
+    rotation_error = ((enc.rotation - rotation[:, None]) ** 2).sum(dim=(-1, -2)).min(dim=1).values
+    shift_error = ((enc.shift_px - shift_px) ** 2).sum(-1)
+    distill = rotation_error.mean() + config.pose_shift_weight * shift_error.mean()
+    loss = mse.mean() + config.pose_distill_weight * distill
+    metrics = {"mse": float(mse.detach().mean()), "distill_loss": float(distill.detach()),
+               "distill_rotation_frobenius2": float(rotation_error.detach().mean())}
+    if kl is not None:
+        loss = loss + config.kl_weight * kl.mean()
+        metrics["kl"] = float(kl.detach().mean())
+    metrics["loss"] = float(loss.detach())
+    return StepOutput(loss, metrics, rotation, shift_px, None if z_report is None else z_report.detach(),
+                      None if z_sample is None else z_sample.detach())
