@@ -25,7 +25,7 @@ from hetacumn.physics.rotations import (
 )
 from hetacumn.simulate.volumes import toy_molecule
 from hetacumn.tasks.base import StepContext, ctf_at, weighted_mse
-from hetacumn.tasks.refine import fresh_rows, refine_poses
+from hetacumn.tasks.refine import fresh_rows, refine_poses, rendered_error, volume_rendered_error
 
 from .conftest import next_step_before_and_after_resume, small_config
 
@@ -49,7 +49,8 @@ def known_model():
     return model
 
 
-def test_refinement_returns_from_ten_degrees_to_within_one_and_leaves_the_decoder_alone(known_model):
+@pytest.mark.parametrize("against", ["decoder", "grid"])
+def test_refinement_returns_from_ten_degrees_to_within_one_and_leaves_the_decoder_alone(known_model, against):
     generator = torch.Generator().manual_seed(1)
     rotations = random_rotations(64, generator=generator)
     shift_px = torch.rand(64, 2, generator=generator) * 4 - 2
@@ -58,8 +59,11 @@ def test_refinement_returns_from_ten_degrees_to_within_one_and_leaves_the_decode
     axes = torch.nn.functional.normalize(torch.randn(64, 3, generator=torch.Generator().manual_seed(2)), dim=-1)
     start = rotations @ axis_angle_to_matrix(axes * math.radians(10))
 
-    def error_of(rotation, shift):
-        return weighted_mse(known_model.render(rotation, shift, None, 1.0, half), targets, half)
+    context = StepContext(half, None, 0, generator, deterministic=True)
+    if against == "decoder":
+        error_of = rendered_error(known_model, targets, None, None, context)
+    else:  # the decoder evaluated once on its grid, as `infer --refine` does for a homogeneous model
+        error_of = volume_rendered_error(known_model.fourier_volume(None, max_radius_px=12), targets, None, context)
 
     rows, _ = refine_poses(error_of, fresh_rows(start, shift_px.round()), steps=60, lr_rad=0.02, lr_px=0.1)
     assert float(_degrees(start, rotations).min()) > 9.9

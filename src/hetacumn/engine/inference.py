@@ -2,8 +2,9 @@
 
 Semi-amortized options, applied after the encoder: ``search`` (a :class:`~hetacumn.tasks.search.PoseSearch`)
 replaces each pose by one searched against the decoder's volume at ``z = 0`` (global grid, then local
-refinement; about 100 encoder passes), and ``refine_steps`` K moves each pose by K Adam steps against
-the decoder at the image's z (:func:`~hetacumn.tasks.refine.refine_poses`). ``known`` (the training
+refinement), and ``refine_steps`` K moves each pose by K Adam steps against the decoder at the image's z
+(:func:`~hetacumn.tasks.refine.refine_poses`; a homogeneous model is evaluated once on its Fourier grid
+and sliced by interpolation, which costs far less than the decoder per step). ``known`` (the training
 run's pose table) supplies the poses of the images it holds; only the others are searched or refined.
 The seconds spent in each part are returned, so every command can report its cost per image.
 
@@ -27,7 +28,7 @@ from hetacumn.models.lattice import HalfPlane
 from hetacumn.models.model import HetModel
 from hetacumn.tasks.base import StepContext, ctf_at
 from hetacumn.tasks.image import ImageReconstructionTask
-from hetacumn.tasks.refine import fresh_rows, refine_poses, rendered_error
+from hetacumn.tasks.refine import fresh_rows, refine_poses, rendered_error, volume_rendered_error
 from hetacumn.tasks.search import PoseSearch
 
 
@@ -48,7 +49,8 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
     model.eval()
     half = HalfPlane.build(data.box_size, radius_px, device=device)
     z_mean = None if model.zdim == 0 else torch.zeros(model.zdim, device=device)
-    volume_ft = None if search is None else model.fourier_volume(z_mean, max_radius_px=radius_px + 2)
+    on_grid = search is not None or (refine_steps > 0 and model.zdim == 0)
+    volume_ft = model.fourier_volume(z_mean, max_radius_px=radius_px + 2) if on_grid else None
     generator = torch.Generator().manual_seed(0)
     n = len(data)
     known_rows = np.zeros(n, bool) if known is None else known.initialised
@@ -73,8 +75,8 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
             seconds["search"] += time.perf_counter() - began
         if refine_steps > 0 and bool(todo.any()):
             began = time.perf_counter()
-            rotation[todo], shift_px[todo] = _refined(model, task, batch, out.z, context, rotation, shift_px, todo,
-                                                      refine_steps)
+            rotation[todo], shift_px[todo] = _refined(model, volume_ft, task, batch, out.z, context, rotation,
+                                                      shift_px, todo, refine_steps)
             seconds["refine"] += time.perf_counter() - began
         if known is not None and not bool(todo.all()):
             rows = known.read(index, device)
@@ -87,12 +89,16 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
     return Inference(rotations, shifts, np.concatenate(zs) if zs else None, seconds)
 
 
-def _refined(model, task, batch, z, context, rotation, shift_px, todo, steps: int):
-    """The poses of the images ``todo`` after ``steps`` Adam steps from fresh moments."""
+def _refined(model, volume_ft, task, batch, z, context, rotation, shift_px, todo, steps: int):
+    """The poses of the images ``todo`` after ``steps`` Adam steps from fresh moments (against the decoder's
+    grid for a homogeneous model, else against the decoder at each image's z)."""
     half = context.half_plane
     targets = half.gather(batch.images_ft[todo])
     ctf = None if context.ctf_values is None else context.ctf_values[todo]
-    error_of = rendered_error(model, targets, ctf, None if z is None else z[todo], context)
+    if model.zdim == 0:
+        error_of = volume_rendered_error(volume_ft, targets, ctf, context)
+    else:
+        error_of = rendered_error(model, targets, ctf, z[todo], context)
     rows, _ = refine_poses(error_of, fresh_rows(rotation[todo], shift_px[todo]), steps, task.config.refine_lr_rad,
                            task.config.refine_lr_px)
     return rows.rotation, rows.shift_px

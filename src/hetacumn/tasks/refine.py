@@ -25,6 +25,7 @@ from hetacumn.data.images import Batch
 from hetacumn.data.pose_table import PoseRows, PoseTable
 from hetacumn.models.model import HetModel
 from hetacumn.physics.rotations import axis_angle_to_matrix
+from hetacumn.physics.slice import sample_trilinear
 from hetacumn.tasks.base import StepContext, StepOutput, weighted_mse
 from hetacumn.tasks.explicit import explicit_pose_step
 from hetacumn.tasks.image import ImageReconstructionTask
@@ -79,6 +80,21 @@ def rendered_error(model: HetModel, targets: torch.Tensor, ctf_values, z, contex
     z = None if z is None else z.detach()
     return lambda rotation, shift_px: weighted_mse(model.render(rotation.float(), shift_px.float(), z, ctf, half),
                                                    targets, half)
+
+
+def volume_rendered_error(volume_ft: torch.Tensor, targets: torch.Tensor, ctf_values, context: StepContext):
+    """``error_of`` against a fixed centred Fourier volume (the decoder on its grid, for a homogeneous model):
+    slices by trilinear interpolation, far cheaper than the decoder itself."""
+    half = context.half_plane
+    plane = torch.cat([half.coords, torch.zeros_like(half.coords[:, :1])], dim=-1).to(volume_ft.device) * half.box_size
+    ctf = 1.0 if ctf_values is None else ctf_values
+
+    def error_of(rotation, shift_px):
+        slices = sample_trilinear(volume_ft, plane @ rotation.float())
+        phase = 2 * torch.pi * (half.coords.to(shift_px.device) @ shift_px.float().T).T
+        return weighted_mse(slices * ctf * torch.polar(torch.ones_like(phase), phase), targets, half)
+
+    return error_of
 
 
 class PoseRefinementTask:
