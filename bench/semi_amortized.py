@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from accuracy import code_version, machine_line, run_cli, score, write_section
+
 from hetacumn.io.cryodrgn import read_pose_pickle, write_pose_pickle
 from hetacumn.io.particles import load_particles
 from hetacumn.io.star import write_particles_star
@@ -100,15 +100,13 @@ def section(args: argparse.Namespace, rows: list[str], n_train: int) -> str:
               "resolution per class (px) | train wall (min) | peak memory (GiB) | held-out amortized (deg, cost "
               f"per image) | held-out --refine {args.refine_infer} | held-out --search --refine {args.refine_infer} |"
               "\n" + "|---" * 10 + "|")
-    return "\n\n".join([
-        SECTION, f"Command: `{command}`",
-        f"Data: `{args.data}` ({args.box} px): {n_train} training images, the last {args.held_out} held out. "
-        f"Method {args.method}; variants: train flags {', '.join(f'{v} = `{shlex.join(VARIANTS[v](args))}`' for v in args.variants)}.",
-        f"Machine: {machine_line(args.device)}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}.",
-        "\n".join([header, *rows]),
-        "Rotation errors after each set's own global alignment and hand; cost = wall time per image of the "
-        "inference parts (encoder, search, refinement) from `inference_cost.json`.",
-    ]) + "\n"
+    flags = ", ".join(f"{v} = `{shlex.join(VARIANTS[v](args))}`" for v in args.variants)
+    data = (f"Data: `{args.data}` ({args.box} px): {n_train} training images, the last {args.held_out} held out. "
+            f"Method {args.method}; variants (train flags): {flags}.")
+    machine = f"Machine: {machine_line(args.device)}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}."
+    notes = ("Rotation errors after each set's own global alignment and hand; cost = wall time per image of the "
+             "inference parts (encoder, search, refinement) from `inference_cost.json`.")
+    return "\n\n".join([SECTION, f"Command: `{command}`", data, machine, "\n".join([header, *rows]), notes]) + "\n"
 
 
 def parse_args() -> argparse.Namespace:

@@ -25,7 +25,12 @@ from hetacumn.physics.rotations import (
 )
 from hetacumn.simulate.volumes import toy_molecule
 from hetacumn.tasks.base import StepContext, ctf_at, weighted_mse
-from hetacumn.tasks.refine import fresh_rows, refine_poses, rendered_error, volume_rendered_error
+from hetacumn.tasks.refine import (
+    fresh_rows,
+    refine_poses,
+    rendered_error,
+    volume_rendered_error,
+)
 
 from .conftest import next_step_before_and_after_resume, small_config
 

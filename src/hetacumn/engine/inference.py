@@ -28,7 +28,12 @@ from hetacumn.models.lattice import HalfPlane
 from hetacumn.models.model import HetModel
 from hetacumn.tasks.base import StepContext, ctf_at
 from hetacumn.tasks.image import ImageReconstructionTask
-from hetacumn.tasks.refine import fresh_rows, refine_poses, rendered_error, volume_rendered_error
+from hetacumn.tasks.refine import (
+    fresh_rows,
+    refine_poses,
+    rendered_error,
+    volume_rendered_error,
+)
 from hetacumn.tasks.search import PoseSearch
 
 
