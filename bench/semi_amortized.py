@@ -8,8 +8,9 @@ Run (DATA is a ``hetacumn simulate`` output: particles.star + truth/):
 The last ``--held-out`` images are set aside (their own STAR and truth folder); every variant trains on the
 others with ``hetacumn train`` in a child process (wall time and peak memory of that process), is scored on
 its training images with bench/accuracy.py's metrics (poses, confusion, per-class resolution), then infers the
-held-out images three ways: the encoder alone (amortized), ``--refine K`` and ``--search --refine K``. The
-table replaces this script's section of BENCHMARKS.md.
+held-out images three ways: the encoder alone (amortized), ``--refine K`` and ``--search --refine K``. Each
+variant's row is kept in the workdir (``runs/VARIANT.row.json``, with its train flags); the table of all rows
+there replaces this script's section of BENCHMARKS.md, so variants may be run (again) one at a time.
 """
 
 from __future__ import annotations
@@ -89,20 +90,21 @@ def run_variant(variant: str, train_data: Path, held_out: Path, args: argparse.N
     cells = [f"{inferred[m]['rotation_deg']:.1f} ({inferred[m]['ms_per_image']:.2g} ms)" for m in INFERENCE]
     confusion = "n/a" if "confusion" not in scores else f"{scores['confusion']:.3f}"
     resolutions = " / ".join(f"{r:.2f}" for r in scores["resolution_px"])
-    return (f"| {variant} | {scores['rotation_deg']:.1f} | {scores['shift_px']:.2f} | {confusion} | {resolutions} | "
-            f"{wall_s / 60:.1f} | {peak_bytes / 2**30:.2f} | " + " | ".join(cells) + " |")
+    row = (f"| {variant} | `{shlex.join(cli[5:])}` | {scores['rotation_deg']:.1f} | {scores['shift_px']:.2f} | "
+           f"{confusion} | {resolutions} | {wall_s / 60:.1f} | {peak_bytes / 2**30:.2f} | " + " | ".join(cells) + " |")
+    (run.parent / f"{variant}.row.json").write_text(json.dumps({"row": row, "scores": scores, "held_out": inferred}))
+    return row
 
 
 def section(args: argparse.Namespace, rows: list[str], n_train: int) -> str:
     env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     command = f"{env}.venv/bin/python bench/semi_amortized.py {shlex.join(sys.argv[1:])}"
-    header = ("| variant | train: median rotation error (deg) | train: shift error (px) | confusion | FSC=0.5 "
+    header = ("| variant | train flags | train: median rotation error (deg) | train: shift error (px) | confusion | FSC=0.5 "
               "resolution per class (px) | train wall (min) | peak memory (GiB) | held-out amortized (deg, cost "
               f"per image) | held-out --refine {args.refine_infer} | held-out --search --refine {args.refine_infer} |"
-              "\n" + "|---" * 10 + "|")
-    flags = ", ".join(f"{v} = `{shlex.join(VARIANTS[v](args))}`" for v in args.variants)
+              "\n" + "|---" * 11 + "|")
     data = (f"Data: `{args.data}` ({args.box} px): {n_train} training images, the last {args.held_out} held out. "
-            f"Method {args.method}; variants (train flags): {flags}.")
+            f"Rows: every variant run in the workdir so far (`{args.workdir}`), each with its own train flags.")
     machine = f"Machine: {machine_line(args.device)}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}."
     notes = ("Rotation errors after each set's own global alignment and hand; cost = wall time per image of the "
              "inference parts (encoder, search, refinement) from `inference_cost.json`.")
@@ -136,8 +138,9 @@ def main() -> int:
     args.box = load_particles(args.data / "particles.star").box_size
     args.workdir = args.workdir / args.data.name
     train_data, held_out = split(args.data, args.held_out, args.workdir)
-    rows = [run_variant(variant, train_data, held_out, args) for variant in args.variants]
-    print("\n".join(rows))
+    for variant in args.variants:
+        print(run_variant(variant, train_data, held_out, args), flush=True)
+    rows = [json.loads(p.read_text())["row"] for p in sorted((args.workdir / "runs").glob("*.row.json"))]
     n_train = len(load_particles(train_data / "particles.star"))
     write_section(args.benchmarks, section(args, rows, n_train), SECTION)
     return 0

@@ -14,7 +14,7 @@ from hetacumn.physics.render import render_images
 from hetacumn.physics.rotations import (axis_angle_to_matrix, geodesic_distance_rad, random_rotations,
                                         super_fibonacci_rotations)
 from hetacumn.simulate.volumes import toy_molecule
-from hetacumn.tasks.search import PoseSearch, _slices
+from hetacumn.tasks.search import PoseSearch, _slices, candidate_posteriors, noise_power
 
 from .conftest import next_step_before_and_after_resume, small_config
 
@@ -82,3 +82,39 @@ def test_resume_with_the_search_stage_reproduces_the_next_loss(tiny_particles, t
     config.task = dataclasses.replace(config.task, pose_search_images=10_000, search_rotations=512)
     expected, again = next_step_before_and_after_resume(config, tiny_particles, tmp_path)
     assert again["loss"] == expected["loss"] and again["distill_loss"] == expected["distill_loss"]
+
+
+def test_noise_power_of_pure_noise_is_the_variance_per_fourier_point():
+    # White noise of per-pixel variance 4 has E|N(k)|^2 = 4 * D^2 at every frequency.
+    noise = 2.0 * torch.randn(256, BOX, BOX, generator=torch.Generator().manual_seed(3))
+    half = HalfPlane.build(BOX, 8)
+    targets = half.gather(fft2_centered(noise))
+    power = noise_power(targets, half, torch.zeros(256))  # the slice explains nothing: error 0
+    assert abs(float(power) / (4 * BOX**2) - 1) < 0.03
+
+
+def test_candidate_posteriors_follow_the_likelihood_and_drop_duplicates():
+    rotations = random_rotations(3, generator=torch.Generator().manual_seed(4))
+    shift_px = torch.zeros(1, 3, 2)
+    error = torch.tensor([[0.0, 2.0, 4.0]])  # with E|N|^2 = 1: log-likelihoods 0, -1, -2
+    p = candidate_posteriors(rotations[None], shift_px, error, torch.tensor(1.0), min_angle_rad=0.01)
+    expected = torch.softmax(torch.tensor([0.0, -1.0, -2.0]), 0)
+    assert torch.allclose(p[0], expected, atol=1e-6)
+    # The third candidate refined onto the first: it is not counted twice.
+    same = torch.stack([rotations[0], rotations[1], rotations[0]])[None]
+    p = candidate_posteriors(same, shift_px, error, torch.tensor(1.0), min_angle_rad=0.01)
+    assert torch.allclose(p[0], torch.tensor([0.7311, 0.2689, 0.0]), atol=1e-4)  # e / (e + 1), 1 / (e + 1)
+
+
+def test_resume_with_the_soft_search_stage_reproduces_the_next_loss(tiny_particles, tmp_path):
+    config = small_config("cryoai")
+    config.task = dataclasses.replace(config.task, pose_search_images=10_000, search_rotations=512, search_soft="on")
+    expected, again = next_step_before_and_after_resume(config, tiny_particles, tmp_path)
+    assert again["loss"] == expected["loss"] and again["distill_loss"] == expected["distill_loss"]
+
+
+def test_soft_assignment_is_chosen_by_the_estimated_snr():
+    from hetacumn.tasks.search_task import resolve_soft_assignment
+
+    assert resolve_soft_assignment("auto", 0.17) and not resolve_soft_assignment("auto", 17.8)  # the 64/32-px sets
+    assert resolve_soft_assignment("on", 50.0) and not resolve_soft_assignment("off", 0.01)

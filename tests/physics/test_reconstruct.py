@@ -100,3 +100,19 @@ def test_accumulator_is_batch_invariant_and_mergeable(dataset):
     assert torch.allclose(merged.volume(), whole.volume(), atol=1e-4)
     with pytest.raises(ValueError):
         first.merged_with(BackprojectionAccumulator(BOX, oversampling=1))
+
+
+def test_accumulator_weights_scale_both_sums(dataset):
+    _, rotations, images = dataset
+    subset, views = images[:16], rotations[:16]
+    once = BackprojectionAccumulator(BOX)
+    once.add(subset, views)
+    # Each image inserted twice at weights 0.25 and 0.75, plus a weight-0 copy at the wrong pose.
+    split = BackprojectionAccumulator(BOX)
+    twice = torch.cat([subset, subset, subset])
+    weights = torch.cat([torch.full((16,), 0.25), torch.full((16,), 0.75), torch.zeros(16)])
+    split.add(twice, torch.cat([views, views, views.flip(0)]), weights=weights)
+    assert torch.allclose(split.sums, once.sums, atol=1e-4 * once.sums.abs().max().item())
+    doubled = BackprojectionAccumulator(BOX)
+    doubled.add(subset, views, weights=torch.full((16,), 2.0))
+    assert torch.allclose(doubled.sums, 2 * once.sums, atol=1e-4 * once.sums.abs().max().item())

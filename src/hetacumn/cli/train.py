@@ -41,6 +41,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hypotheses", type=int, help="rotation hypotheses of the encoder (default: the preset's)")
     parser.add_argument("--pose-search", type=int, metavar="N",
                         help="ab initio pose search stage for the first N images seen (0 = purely amortized)")
+    parser.add_argument("--soft-assignment", choices=["auto", "on", "off"],
+                        help="search stage: insert each image at its candidate poses weighted by their posterior "
+                             "(auto: when the estimated SNR is below 1)")
     parser.add_argument("--refine-from", type=int, metavar="N",
                         help="refinement stage from N images seen: a pose per particle, refined against the decoder")
     parser.add_argument("--refine-steps", type=int, metavar="K", help="Adam steps on a batch's poses per visit")
@@ -73,6 +76,8 @@ def build_config(args: argparse.Namespace, box_size: int):
         if value is not None and value < 0:
             raise InputError(flag, f"must be 0 or more, got {value}")
     config.task = dataclasses.replace(config.task, **{name: v for name, v in task_flags.values() if v is not None})
+    if args.soft_assignment:
+        config.task = dataclasses.replace(config.task, search_soft=args.soft_assignment)
     if args.decoder:
         config.model.decoder = dataclasses.replace(config.model.decoder, kind=args.decoder)
     if args.hypotheses:

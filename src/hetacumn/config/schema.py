@@ -15,6 +15,7 @@ Backbone = Literal["lean", "vgg", "resnet18", "cryofire"]
 DecoderKind = Literal["voxel", "rff_mlp", "fouriernet"]
 Symmetrize = Literal["none", "rotation", "mirror"]
 ZMode = Literal["none", "variational", "autoencoder"]
+SoftAssignment = Literal["auto", "on", "off"]
 
 
 @dataclass
@@ -81,7 +82,7 @@ class TaskConfig:
     search_levels: int = 5  # local refinement levels (steps halve each level)
     search_global_radius_px: float = 8.0  # frequencies compared in the grid search
     search_shift_step_px: float = 1.0  # shift grid step of the global search (extent: half the shift range)
-    search_soft: bool = False  # backproject each image at its candidate poses, weighted by their posterior
+    search_soft: SoftAssignment = "auto"  # on/off/auto (on below an estimated SNR of 1): backproject at every candidate, by posterior
     pose_distill_weight: float = 1.0  # weight of the encoder's regression onto the searched poses
     # Refinement stage (semi-amortized): from this many images seen, each trained image has its own pose in a
     # table (initialised from the encoder's best hypothesis on first sight), refined by Adam against the decoder.

@@ -87,7 +87,7 @@ class Trainer:
         self.image_task = ImageReconstructionTask(config.task, config.model.z_mode)
         self.pose_task = PosePredictionTask(config.task, data.stats.snr, data.window_images) if config.task.pose_prediction else None
         self.search_task = (PoseSearchTask(config.task, self.image_task, config.model.shift_range_px,
-                                           config.model.box_size, self.device)
+                                           config.model.box_size, self.device, data.stats.snr)
                             if config.task.pose_search_images > 0 else None)
         self.pose_table = self._create_pose_table() if config.task.refine_start_images > 0 else None
         self.refine_task = (None if self.pose_table is None

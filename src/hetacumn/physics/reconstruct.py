@@ -72,6 +72,7 @@ class BackprojectionAccumulator:
         rotations: torch.Tensor,
         ctf: torch.Tensor | None = None,
         shift_px: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
     ) -> None:
         """Insert a batch of observed images.
 
@@ -83,6 +84,9 @@ class BackprojectionAccumulator:
             CTF images on the centred grid (None: no CTF).
         shift_px : (B, 2) tensor or None
             RELION origins ``(x, y)`` in px; each image is shifted by ``+shift_px`` before insertion.
+        weights : (B,) tensor or None
+            Per-image weights multiplying both ``ctf * Y`` and ``ctf^2`` (None: 1), e.g. posterior
+            probabilities of one image inserted at several poses.
         """
         dtype = self.sums.dtype
         images = images.to(self.device, dtype)
@@ -95,14 +99,17 @@ class BackprojectionAccumulator:
             sample_weight = (self.box_size / self.padded_size) ** 2
             padded = _pad_images(ifft2_centered(images_ft).real, self.padded_size)
             values = fft2_centered(padded) * sample_weight
-            weights = torch.full(values.shape, sample_weight, device=self.device, dtype=dtype)
+            ctf2 = torch.full(values.shape, sample_weight, device=self.device, dtype=dtype)
         else:
             ctf = ctf.to(self.device, dtype)
-            values, weights = images_ft * ctf, ctf**2
+            values, ctf2 = images_ft * ctf, ctf**2
+        if weights is not None:
+            weights = weights.to(self.device, dtype)[:, None, None]
+            values, ctf2 = values * weights, ctf2 * weights
         chunk = max(1, _POINTS_PER_CHUNK // values.shape[-1] ** 2)
         for start in range(0, images.shape[0], chunk):
             end = start + chunk
-            self._insert(values[start:end], weights[start:end], rotations[start:end])
+            self._insert(values[start:end], ctf2[start:end], rotations[start:end])
         self.count += images.shape[0]
 
     def _insert(self, values_ft: torch.Tensor, weights_2d: torch.Tensor, rotations: torch.Tensor) -> None:

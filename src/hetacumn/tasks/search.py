@@ -16,7 +16,9 @@ image, shift and rotation at once; the amplitude of the slice is fitted per cand
 (:func:`_scaled_error`). Local refinement right-multiplies a pose by small rotations
 (:func:`~hetacumn.physics.rotations.local_rotation_offsets`) and moves the shift by +-step, halving
 both steps each level: the candidates compete after two levels at the coarse radius, and only the
-winner is refined further at the full radius.
+winner is refined further at the full radius (:meth:`PoseSearch.coarse_candidates`,
+:meth:`PoseSearch.refine_best`). :func:`candidate_posteriors` weighs the candidates by their likelihood
+under white Gaussian noise, for a soft assignment.
 
 Example usage::
 
@@ -63,6 +65,41 @@ def _scaled_error(cross: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
     return -cross.clamp_min(0) ** 2 / power.clamp_min(1e-12)
 
 
+def noise_power(targets: torch.Tensor, half: HalfPlane, error: torch.Tensor) -> torch.Tensor:
+    """Noise power per Fourier point, ``E|N(k)|^2``, from the batch's residuals at its best poses.
+
+    ``error`` ``(B,)`` is :func:`_scaled_error` over the points of ``half`` (``targets`` ``(B, M)``), so the
+    residual is ``sum w |Y|^2 + error``; model error counts as noise, which widens the posterior while the
+    reference is poor.
+    """
+    weights = half.weights.to(targets.device)
+    residual = (weights * targets.abs() ** 2).sum(-1) + error
+    return residual.mean().clamp_min(1e-12) / weights.sum()
+
+
+def _distinct(rotation: torch.Tensor, shift_px: torch.Tensor, order: torch.Tensor, min_angle_rad: float,
+              min_shift_px: float) -> torch.Tensor:
+    """``(B, K)`` mask of candidates that differ from every better one (by ``order``) in rotation or shift."""
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    cos = ((rotation[:, :, None] * rotation[:, None]).sum((-1, -2)) - 1) / 2  # (B, K, K) cos of the angle
+    close = (cos > math.cos(min_angle_rad)) & ((shift_px[:, :, None] - shift_px[:, None]).norm(dim=-1) < min_shift_px)
+    better = rank[:, None, :] < rank[:, :, None]  # [b, j, i]: candidate i ranks before j
+    return ~(close & better).any(-1)
+
+
+def candidate_posteriors(rotation, shift_px, error, noise_power_per_point, min_angle_rad: float,
+                         min_shift_px: float = 0.5) -> torch.Tensor:
+    """Posterior probabilities ``(B, K)`` of the candidates, ``p ~ exp(-(error - min) / (2 E|N|^2))``.
+
+    The negative log-likelihood of white Gaussian noise is ``sum_(full plane) |R|^2 / (2 E|N|^2)``, and the
+    half-plane weights already count each point with its mirror. Candidates that refined onto a better
+    one (closer than ``min_angle_rad`` and ``min_shift_px``) get 0, so that a pose is not counted twice.
+    """
+    log_p = -(error - error.min(1, keepdim=True).values) / (2 * noise_power_per_point)
+    keep = _distinct(rotation, shift_px, error.argsort(1), min_angle_rad, min_shift_px)
+    return torch.softmax(log_p.masked_fill(~keep, -math.inf), dim=1)
+
+
 class PoseSearch:
     def __init__(self, rotations: int, shift_extent_px: float, shift_step_px: float, levels: int,
                  global_radius_px: float = 8.0, candidates: int = 8, chunk_rotations: int = 1024):
@@ -79,20 +116,46 @@ class PoseSearch:
 
     def __call__(self, volume_ft, targets, ctf, half: HalfPlane):
         """Best pose per image: rotation ``(B, 3, 3)``, ``shift_px`` ``(B, 2)``, error ``(B,)`` (up to a constant)."""
+        rotation, shift_px, error = self.coarse_candidates(volume_ft, targets, ctf, half)
+        return self.refine_best(volume_ft, targets, ctf, half, rotation, shift_px, error)
+
+    def coarse_candidates(self, volume_ft, targets, ctf, half: HalfPlane):
+        """The ``candidates`` grid poses per image after the levels at the coarse radius, compared there.
+
+        Rotations ``(B, K, 3, 3)``, ``shift_px`` ``(B, K, 2)`` and errors ``(B, K)`` over the frequencies
+        within ``global_radius_px`` (:func:`_scaled_error`, minus ``sum w |Y|^2`` there).
+        """
         coarse, mask = half.within(self.global_radius_px)
         coarse_targets, coarse_ctf = targets[:, mask], None if ctf is None else ctf[:, mask]
         rotation, shift_px, _ = self.global_search(volume_ft, coarse_targets, coarse_ctf, coarse)
         batch, k = rotation.shape[:2]
-        first = min(2, self.levels)
         rotation, shift_px, error = self.refine(
             volume_ft, coarse_targets.repeat_interleave(k, 0),
             None if coarse_ctf is None else coarse_ctf.repeat_interleave(k, 0), coarse, rotation.flatten(0, 1),
-            shift_px.flatten(0, 1), self.start_step_rad, self.shift_step_px / 2, first)
-        best = error.reshape(batch, k).argmin(1) + torch.arange(batch, device=error.device) * k
-        if first == self.levels:
-            return rotation[best], shift_px[best], error[best]
-        return self.refine(volume_ft, targets, ctf, half, rotation[best], shift_px[best], self.start_step_rad / 2**first,
+            shift_px.flatten(0, 1), self.start_step_rad, self.shift_step_px / 2, self._coarse_levels)
+        return rotation.reshape(batch, k, 3, 3), shift_px.reshape(batch, k, 2), error.reshape(batch, k)
+
+    def refine_best(self, volume_ft, targets, ctf, half: HalfPlane, rotation, shift_px, error):
+        """The best of :meth:`coarse_candidates`, refined at the full radius for the remaining levels."""
+        best = error.argmin(1)
+        index = torch.arange(len(best), device=best.device)
+        rotation, shift_px, error = rotation[index, best], shift_px[index, best], error[index, best]
+        if self._coarse_levels == self.levels:
+            return rotation, shift_px, error
+        first = self._coarse_levels
+        return self.refine(volume_ft, targets, ctf, half, rotation, shift_px, self.start_step_rad / 2**first,
                            self.shift_step_px / 2 ** (first + 1), self.levels - first)
+
+    def posteriors(self, targets, half: HalfPlane, rotation, shift_px, error) -> torch.Tensor:
+        """:func:`candidate_posteriors` of :meth:`coarse_candidates`, with the batch's noise at the coarse radius."""
+        coarse, mask = half.within(self.global_radius_px)
+        power = noise_power(targets[:, mask], coarse, error.min(1).values)
+        # Candidates closer than the last coarse step refined onto the same optimum.
+        return candidate_posteriors(rotation, shift_px, error, power, self.start_step_rad / 2**(self._coarse_levels - 1))
+
+    @property
+    def _coarse_levels(self) -> int:
+        return min(2, self.levels)
 
     @torch.no_grad()
     def global_search(self, volume_ft, targets, ctf, half: HalfPlane):
