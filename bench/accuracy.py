@@ -86,7 +86,7 @@ def simulate(name: str, args: argparse.Namespace) -> Path:
 
 def train(data: Path, method: str, args: argparse.Namespace) -> tuple[Path, dict]:
     """Train ``method`` on a dataset (or, with --score-only, reuse a finished run); return the run and its costs."""
-    run = args.workdir / "runs" / f"{data.name}_{method}"
+    run = args.workdir / "runs" / f"{data.name}_{method}{'_' + args.tag if args.tag else ''}"
     costs_path = run.parent / f"{run.name}.json"
     if args.score_only and costs_path.is_file():
         return run, json.loads(costs_path.read_text())
@@ -95,6 +95,7 @@ def train(data: Path, method: str, args: argparse.Namespace) -> tuple[Path, dict
            "--max-minutes", f"{args.max_minutes:g}", "--device", args.device, "--overwrite"]
     if args.epochs:
         cli += ["--epochs", str(args.epochs)]
+    cli += shlex.split(args.train_args)
     wall_s, peak_bytes = run_cli(cli, run.parent / f"{run.name}.log")
     progress = load_checkpoint(run / "checkpoint.pt")["progress"]
     costs = {"wall_s": wall_s, "peak_bytes": peak_bytes, "images_seen": int(progress["images_seen"])}
@@ -256,6 +257,11 @@ NOTES = ("Rotation errors after the global rotation and hand of `align_rotations
          "Figures as measured; the issue's targets are not claimed.")
 
 
+def heading(args: argparse.Namespace) -> str:
+    """This script's section of BENCHMARKS.md; runs with ``--tag`` (other train flags) get their own."""
+    return SECTION if not args.tag else f"{SECTION[:-1]}, {args.tag}: `{args.train_args}`)"
+
+
 def section(args: argparse.Namespace, rows: list[str]) -> str:
     env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     command = f"{env}.venv/bin/python bench/accuracy.py {shlex.join(sys.argv[1:])}".rstrip()
@@ -263,7 +269,7 @@ def section(args: argparse.Namespace, rows: list[str]) -> str:
                 f"{DEFOCUS_MIN_ANGSTROM / 1e4:.1f}-{DEFOCUS_MAX_ANGSTROM / 1e4:.1f} µm, uniform shifts ±{SHIFT_PX} px; "
                 "homo = one state, two = two conformations in equal parts, ten = ten equal states along the hinge "
                 f"path. Training stops at --max-minutes {args.max_minutes:g} or the epoch count")
-    lines = [SECTION, f"Command: `{command}`", f"Scale: {scale_note(args)}. Datasets: {datasets}.",
+    lines = [heading(args), f"Command: `{command}`", f"Scale: {scale_note(args)}. Datasets: {datasets}.",
              f"Machine: {machine_line(args.device)}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}.",
              "\n".join([HEADER, *rows]), NOTES]
     if args.score_only:
@@ -285,6 +291,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent / "out")
     parser.add_argument("--benchmarks", type=Path, default=Path(__file__).resolve().parents[1] / "BENCHMARKS.md")
+    parser.add_argument("--train-args", default="", help="more hetacumn train flags for every run")
+    parser.add_argument("--tag", default="", help="names runs and the BENCHMARKS.md section apart (with --train-args)")
     parser.add_argument("--score-only", action="store_true", help="reuse finished runs in the workdir")
     parser.add_argument("--self-check", action="store_true", help="only check the volume alignment, then exit")
     args = parser.parse_args()
@@ -313,8 +321,8 @@ def main() -> int:
             results.append({"dataset": name, "method": method, "images": n_images, "costs": costs, "scores": scores})
             rows.append(table_row(name, method, n_images, costs, scores))
             print(rows[-1], flush=True)
-    (args.workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_section(args.benchmarks, section(args, rows))
+    (args.workdir / f"results{'_' + args.tag if args.tag else ''}.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_section(args.benchmarks, section(args, rows), heading(args))
     return 0
 
 
