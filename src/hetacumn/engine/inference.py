@@ -16,6 +16,7 @@ image task run without gradients, with z at the posterior mean).
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,24 +66,20 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
         index = np.arange(start, min(start + batch_size, n))
         batch = data.batch(index, device)
         context = StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), 0, generator, deterministic=True)
-        began = time.perf_counter()
-        with torch.no_grad():
+        with _timed(seconds, "encoder", device), torch.no_grad():
             out = task.step(model, batch, context)
-        seconds["encoder"] += time.perf_counter() - began
         rotation, shift_px = out.rotation.double(), out.shift_px.double()
         todo = torch.from_numpy(~known_rows[index]).to(device)
         if search is not None and bool(todo.any()):
-            began = time.perf_counter()
-            targets = half.gather(batch.images_ft[todo])
-            ctf = None if context.ctf_values is None else context.ctf_values[todo]
-            searched = search(volume_ft, targets, ctf, half)
-            rotation[todo], shift_px[todo] = searched[0].double(), searched[1].double()
-            seconds["search"] += time.perf_counter() - began
+            with _timed(seconds, "search", device):
+                targets = half.gather(batch.images_ft[todo])
+                ctf = None if context.ctf_values is None else context.ctf_values[todo]
+                searched = search(volume_ft, targets, ctf, half)
+                rotation[todo], shift_px[todo] = searched[0].double(), searched[1].double()
         if refine_steps > 0 and bool(todo.any()):
-            began = time.perf_counter()
-            rotation[todo], shift_px[todo] = _refined(model, volume_ft, task, batch, out.z, context, rotation,
-                                                      shift_px, todo, refine_steps)
-            seconds["refine"] += time.perf_counter() - began
+            with _timed(seconds, "refine", device):
+                rotation[todo], shift_px[todo] = _refined(model, volume_ft, task, batch, out.z, context, rotation,
+                                                          shift_px, todo, refine_steps)
         if known is not None and not bool(todo.all()):
             rows = known.read(index, device)
             rotation[~todo], shift_px[~todo] = rows.rotation[~todo], rows.shift_px[~todo]
@@ -92,6 +89,17 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
             zs.append(out.z.cpu().numpy())
     model.train()
     return Inference(rotations, shifts, np.concatenate(zs) if zs else None, seconds)
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], part: str, device: torch.device):
+    """Add the wall time of the block to ``seconds[part]`` (after the GPU's queued work, on CUDA)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    began = time.perf_counter()
+    yield
+    sync()
+    seconds[part] += time.perf_counter() - began
 
 
 def _refined(model, volume_ft, task, batch, z, context, rotation, shift_px, todo, steps: int):
