@@ -32,7 +32,10 @@ from hetacumn.io.particles import load_particles
 from hetacumn.io.star import write_particles_star
 from hetacumn.metrics.pose import rotation_errors
 
-SECTION = "## Semi-amortized inference and refinement (bench/semi_amortized.py)"
+
+def heading(data: Path) -> str:
+    """This script's section of BENCHMARKS.md for one dataset."""
+    return f"## Semi-amortized inference and refinement (bench/semi_amortized.py, {data.name})"
 VARIANTS = {
     "amortized": lambda a: [],
     "multihead": lambda a: ["--hypotheses", str(a.heads)],
@@ -108,7 +111,7 @@ def section(args: argparse.Namespace, rows: list[str], n_train: int) -> str:
     machine = f"Machine: {machine_line(args.device)}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}."
     notes = ("Rotation errors after each set's own global alignment and hand; cost = wall time per image of the "
              "inference parts (encoder, search, refinement) from `inference_cost.json`.")
-    return "\n\n".join([SECTION, f"Command: `{command}`", data, machine, "\n".join([header, *rows]), notes]) + "\n"
+    return "\n\n".join([heading(args.data), f"Command: `{command}`", data, machine, "\n".join([header, *rows]), notes]) + "\n"
 
 
 def parse_args() -> argparse.Namespace:
@@ -142,7 +145,7 @@ def main() -> int:
         print(run_variant(variant, train_data, held_out, args), flush=True)
     rows = [json.loads(p.read_text())["row"] for p in sorted((args.workdir / "runs").glob("*.row.json"))]
     n_train = len(load_particles(train_data / "particles.star"))
-    write_section(args.benchmarks, section(args, rows, n_train), SECTION)
+    write_section(args.benchmarks, section(args, rows, n_train), heading(args.data))
     return 0
 
 
