@@ -33,9 +33,9 @@ from hetacumn.io.star import write_particles_star
 from hetacumn.metrics.pose import rotation_errors
 
 
-def heading(data: Path) -> str:
-    """This script's section of BENCHMARKS.md for one dataset."""
-    return f"## Semi-amortized inference and refinement (bench/semi_amortized.py, {data.name})"
+def heading(data: Path, tag: str) -> str:
+    """This script's section of BENCHMARKS.md for one dataset (and tag)."""
+    return f"## Semi-amortized inference and refinement (bench/semi_amortized.py, {data.name}{' ' + tag if tag else ''})"
 VARIANTS = {
     "amortized": lambda a: [],
     "multihead": lambda a: ["--hypotheses", str(a.heads)],
@@ -111,7 +111,7 @@ def section(args: argparse.Namespace, rows: list[str], n_train: int) -> str:
     machine = f"Machine: {machine_line(args.device)}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}."
     notes = ("Rotation errors after each set's own global alignment and hand; cost = wall time per image of the "
              "inference parts (encoder, search, refinement) from `inference_cost.json`.")
-    return "\n\n".join([heading(args.data), f"Command: `{command}`", data, machine, "\n".join([header, *rows]), notes]) + "\n"
+    return "\n\n".join([heading(args.data, args.tag), f"Command: `{command}`", data, machine, "\n".join([header, *rows]), notes]) + "\n"
 
 
 def parse_args() -> argparse.Namespace:
@@ -126,6 +126,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--refine-from", type=int, default=5000, help="images seen before the refinement stage")
     parser.add_argument("--refine-infer", type=int, default=20, help="K of infer --refine K on held-out images")
     parser.add_argument("--train-args", default="", help="more hetacumn train flags for every variant")
+    parser.add_argument("--tag", default="", help="names the workdir and the BENCHMARKS.md section apart")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent / "out" / "semi")
     parser.add_argument("--benchmarks", type=Path, default=Path(__file__).resolve().parents[1] / "BENCHMARKS.md")
@@ -139,13 +140,13 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     args.box = load_particles(args.data / "particles.star").box_size
-    args.workdir = args.workdir / args.data.name
+    args.workdir = args.workdir / (args.data.name + (f"_{args.tag}" if args.tag else ""))
     train_data, held_out = split(args.data, args.held_out, args.workdir)
     for variant in args.variants:
         print(run_variant(variant, train_data, held_out, args), flush=True)
     rows = [json.loads(p.read_text())["row"] for p in sorted((args.workdir / "runs").glob("*.row.json"))]
     n_train = len(load_particles(train_data / "particles.star"))
-    write_section(args.benchmarks, section(args, rows, n_train), heading(args.data))
+    write_section(args.benchmarks, section(args, rows, n_train), heading(args.data, args.tag))
     return 0
 
 

@@ -44,6 +44,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--soft-assignment", choices=["auto", "on", "off"],
                         help="search stage: insert each image at its candidate poses weighted by their posterior "
                              "(auto: when the estimated SNR is below 1)")
+    parser.add_argument("--consensus", type=int, metavar="N",
+                        help="images seen with z drawn from the prior and the conformation head frozen (the preset's "
+                             "consensus phase; hetacumn 60,000, cryofire 100,000)")
     parser.add_argument("--refine-from", type=int, metavar="N",
                         help="refinement stage from N images seen: a pose per particle, refined against the decoder")
     parser.add_argument("--refine-steps", type=int, metavar="K", help="Adam steps on a batch's poses per visit")
@@ -71,7 +74,8 @@ def build_config(args: argparse.Namespace, box_size: int):
     config.train = dataclasses.replace(config.train, **train_overrides)
     task_flags = {"--pose-search": ("pose_search_images", args.pose_search),
                   "--refine-from": ("refine_start_images", args.refine_from),
-                  "--refine-steps": ("refine_steps", args.refine_steps)}
+                  "--refine-steps": ("refine_steps", args.refine_steps),
+                  "--consensus": ("consensus_images", args.consensus)}
     for flag, (_, value) in task_flags.items():
         if value is not None and value < 0:
             raise InputError(flag, f"must be 0 or more, got {value}")

@@ -1,0 +1,32 @@
+"""hetacumn train's stage flags land in the run configuration; negative counts are refused by name."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from hetacumn.cli.train import add_args, build_config
+from hetacumn.errors import InputError
+
+
+def _config(*flags: str):
+    parser = argparse.ArgumentParser()
+    add_args(parser)
+    return build_config(parser.parse_args(["particles.star", "-o", "out", *flags]), box_size=32)
+
+
+def test_stage_flags_set_the_task_config():
+    task = _config("--pose-search", "5000", "--soft-assignment", "on", "--refine-from", "9000", "--refine-steps", "4",
+                   "--consensus", "6000").task
+    assert (task.pose_search_images, task.search_soft, task.refine_start_images, task.refine_steps,
+            task.consensus_images) == (5000, "on", 9000, 4, 6000)
+    default = _config().task
+    assert (default.pose_search_images, default.search_soft, default.refine_start_images,
+            default.consensus_images) == (0, "auto", 0, 60_000)
+
+
+@pytest.mark.parametrize("flag", ["--pose-search", "--refine-from", "--refine-steps", "--consensus"])
+def test_negative_counts_are_refused_by_name(flag):
+    with pytest.raises(InputError, match=f"^{flag}: must be 0 or more, got -1$"):
+        _config(flag, "-1")
