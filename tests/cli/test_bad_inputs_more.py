@@ -253,3 +253,11 @@ def test_read_only_output_folder(project, read_only, capsys):
                   not_writable)
     run_bad_input(capsys, project, ["simulate", "-o", read_only / "sim", "--n-images", "4", "--box", "16"],
                   read_only / "sim", r"cannot create output directory \(Permission denied\)$")
+
+
+def test_train_at_given_poses_needs_a_pose_file_with_poses(project, capsys):
+    no_poses = write_star(project / "no_poses.star", NAMES, poses=False)
+    argv = ["train", project / "good.star", "-o", project / "run", "--device", "cpu", "--poses"]
+    run_bad_input(capsys, project, [*argv, no_poses], no_poses,
+                  r"holds no poses \(RELION rlnAngleRot/Tilt/Psi, cryoSPARC alignments3D/pose\)$")
+    run_bad_input(capsys, project, [*argv, project / "none.pkl"], project / "none.pkl", r"pose file not found$")

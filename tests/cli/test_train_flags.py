@@ -30,3 +30,12 @@ def test_stage_flags_set_the_task_config():
 def test_negative_counts_are_refused_by_name(flag):
     with pytest.raises(InputError, match=f"^{flag}: must be 0 or more, got -1$"):
         _config(flag, "-1")
+
+
+def test_given_poses_end_the_search_and_consensus_and_fix_the_poses():
+    config = _config("--poses", "consensus.star")
+    assert (config.data.poses, config.task.consensus_images, config.task.refine_steps) == ("consensus.star", 0, 0)
+    refined = _config("--poses", "consensus.star", "--refine-steps", "3", "--consensus", "500")
+    assert (refined.task.refine_steps, refined.task.consensus_images) == (3, 500)
+    with pytest.raises(InputError, match="^--pose-search: does not apply with --poses"):
+        _config("--poses", "consensus.star", "--pose-search", "1000")

@@ -9,6 +9,7 @@ Example usage:
     hetacumn train particles.star -o run1 --epochs 20
     hetacumn train particles.star -o run1 --method cryoai --device cuda
     hetacumn train particles.star -o run1 --resume
+    hetacumn train run_data.star -o run1 --poses run_data.star      # heterogeneity at consensus poses
     torchrun --nproc_per_node 4 -m hetacumn.cli.main train particles.star -o run1 --device cuda
 """
 
@@ -50,6 +51,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-from", type=int, metavar="N",
                         help="refinement stage from N images seen: a pose per particle, refined against the decoder")
     parser.add_argument("--refine-steps", type=int, metavar="K", help="Adam steps on a batch's poses per visit")
+    parser.add_argument("--poses", metavar="FILE",
+                        help="train at given poses (cryoDRGN .pkl, or a RELION .star / cryoSPARC .cs of the same "
+                             "particles, e.g. a consensus refinement): no pose search, no consensus phase; "
+                             "--refine-steps K also refines them")
     parser.add_argument("--marching", type=int, metavar="N", help="images seen per extra px of Fourier radius")
     parser.add_argument("--checkpoint-every", type=int, metavar="N", help="write checkpoint.pt every N images seen")
     parser.add_argument("--train-subset", type=int, default=0, help="train on N random images, then infer on all")
@@ -80,6 +85,8 @@ def build_config(args: argparse.Namespace, box_size: int):
         if value is not None and value < 0:
             raise InputError(flag, f"must be 0 or more, got {value}")
     config.task = dataclasses.replace(config.task, **{name: v for name, v in task_flags.values() if v is not None})
+    if args.poses:
+        _use_given_poses(config, args)
     if args.soft_assignment:
         config.task = dataclasses.replace(config.task, search_soft=args.soft_assignment)
     if args.decoder:
@@ -91,6 +98,17 @@ def build_config(args: argparse.Namespace, box_size: int):
     return config
 
 
+def _use_given_poses(config, args: argparse.Namespace) -> None:
+    """Given poses replace the search and the consensus phase (both exist to find poses); refinement of
+    them is off unless ``--refine-steps`` asks for it."""
+    for flag, value in (("--pose-search", args.pose_search), ("--refine-from", args.refine_from)):
+        if value:
+            raise InputError(flag, "does not apply with --poses (the poses are given)")
+    config.data.poses = str(args.poses)
+    config.task = dataclasses.replace(config.task, consensus_images=args.consensus or 0,
+                                      refine_steps=args.refine_steps or 0)
+
+
 def main(args: argparse.Namespace) -> int:
     distributed.init_from_env(parse_device(args.device))
     try:
@@ -100,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    particles = load_particles(args.particles, datadir=args.datadir)
+    particles = load_particles(args.particles, datadir=args.datadir, poses=args.poses)
     particles.require_ctf()
     if args.train_subset > len(particles):
         raise InputError(args.particles, f"--train-subset {args.train_subset} exceeds the {len(particles)} images")

@@ -116,6 +116,7 @@ class TrainConfig:
 class DataConfig:
     particles: str = ""
     datadir: str | None = None
+    poses: str = ""  # given poses (cryoDRGN .pkl, RELION .star, cryoSPARC .cs): trained at, not searched; "" = ab initio
     mask_radius_fraction: float = 0.85  # soft real-space window, fraction of half box
     pixel_size_angstrom: float = 0.0  # of the training images (set when training starts)
     scale: float = 0.0  # image normalisation of the training data (set when training starts)

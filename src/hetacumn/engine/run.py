@@ -73,7 +73,12 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
     data = ParticleImages(particles, config.data.mask_radius_fraction)
     config.data.pixel_size_angstrom = float(np.median(particles.pixel_size_angstrom))
     config.data.scale = data.stats.scale
-    trainer = Trainer(config, data, outdir)
+    given_poses = None
+    if config.data.poses:
+        if particles.poses is None:
+            raise InputError(config.data.poses, "training at given poses, but the particles carry none")
+        given_poses = particles.poses
+    trainer = Trainer(config, data, outdir, given_poses)
     if resume:
         trainer.resume(outdir / "checkpoint.pt")
     if not distributed.is_main():  # no barrier after: a long inference would outlast NCCL's timeout

@@ -36,6 +36,7 @@ from hetacumn.data.pose_table import PoseTable
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from hetacumn.errors import InputError
+from hetacumn.io.particle_set import PoseTable as IOPoseTable
 from hetacumn.models.lattice import HalfPlane
 from hetacumn.models.model import HetModel
 from hetacumn.tasks.base import StepContext, ctf_at
@@ -64,7 +65,9 @@ def train_indices(n_images: int, subset: int, seed: int) -> np.ndarray:
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, data: ParticleImages, outdir: Path):
+    def __init__(self, config: RunConfig, data: ParticleImages, outdir: Path, given_poses: IOPoseTable | None = None):
+        """``given_poses`` (with ``config.data.poses`` set): every image trains at its given pose, kept in the
+        pose table (and refined there when ``task.refine_steps`` > 0) instead of searched or predicted."""
         self.config = config
         self.data = data
         self.outdir = Path(outdir)
@@ -89,23 +92,31 @@ class Trainer:
         self.search_task = (PoseSearchTask(config.task, self.image_task, config.model.shift_range_px,
                                            config.model.box_size, self.device, data.stats.snr)
                             if config.task.pose_search_images > 0 else None)
-        self.pose_table = self._create_pose_table() if config.task.refine_start_images > 0 else None
+        if config.data.poses and given_poses is None:
+            raise ValueError("config.data.poses is set: the Trainer needs given_poses")
+        uses_table = config.task.refine_start_images > 0 or bool(config.data.poses)
+        self.pose_table = self._create_pose_table(given_poses) if uses_table else None
         self.refine_task = (None if self.pose_table is None
                             else PoseRefinementTask(config.task, self.image_task, self.pose_table))
         self.indices = train_indices(len(data), t.train_subset, t.seed)
         self.progress = {"epoch": 0, "step": 0, "epoch_images": 0, "images_seen": 0, "steps_done": 0}
         self._half_planes: dict[float, HalfPlane] = {}
 
-    def _create_pose_table(self) -> PoseTable:
-        """The refinement stage's per-particle table, ``pose_table.npy`` in the run folder (rank 0 creates it)."""
+    def _create_pose_table(self, given_poses: IOPoseTable | None) -> PoseTable:
+        """The per-particle table, ``pose_table.npy`` in the run folder (rank 0 creates it, at the given poses)."""
         path = self.outdir / "pose_table.npy"
         table = PoseTable.create(path, len(self.data)) if distributed.is_main() else None
+        if table is not None and given_poses is not None:
+            table.set_poses(np.arange(len(table)), torch.from_numpy(given_poses.rotations),
+                            torch.from_numpy(given_poses.shift_px))
         distributed.barrier()
         return table or PoseTable.open(path, len(self.data))
 
     def stage(self) -> str:
         """Where the poses of the next step come from: ``search``, ``refine`` (the table) or ``encoder``."""
         seen, task = self.progress["images_seen"], self.config.task
+        if self.config.data.poses:
+            return "refine"
         if self.search_task is not None and seen < task.pose_search_images:
             return "search"
         if self.refine_task is not None and seen >= task.refine_start_images:

@@ -78,7 +78,16 @@ def _check_not_empty(path: Path, particles: ParticleSet) -> None:
 
 
 def _override_poses(particles: ParticleSet, poses_path: Path) -> ParticleSet:
-    poses = read_pose_pickle(poses_path, particles.box_size)
+    """Poses from a cryoDRGN pickle, or from the rlnAngle*/rlnOrigin* (or cryoSPARC alignments3D) of a
+    STAR/.cs file of the same particles (e.g. a consensus refinement)."""
+    if not poses_path.is_file():
+        raise InputError(poses_path, "pose file not found")
+    if poses_path.suffix.lower() in (".star", ".cs"):
+        poses = load_particles(poses_path, allow_missing_stacks=True).poses
+        if poses is None:
+            raise InputError(poses_path, "holds no poses (RELION rlnAngleRot/Tilt/Psi, cryoSPARC alignments3D/pose)")
+    else:
+        poses = read_pose_pickle(poses_path, particles.box_size)
     if len(poses) != len(particles):
         raise InputError(poses_path, f"{len(poses)} poses but {len(particles)} particles in {particles.path}")
     return replace(particles, poses=poses)
@@ -114,7 +123,7 @@ def load_particles(
         list), ``.star`` (RELION 3.0/3.1/5) or ``.cs`` (cryoSPARC).
     datadir : folder searched first for relative stack paths (then the particle file's folder, then
         the working folder).
-    poses : cryoDRGN pose pickle replacing the file's poses.
+    poses : poses replacing the file's: a cryoDRGN pose pickle, or a STAR/.cs file of the same particles.
     ctf : cryoDRGN CTF pickle replacing the file's CTF (and pixel size).
     allow_missing_stacks : keep going when stack files are missing (``images.missing_files`` lists
         them; reading their images raises InputError). Meant for reporting, e.g. ``hetacumn info``.
