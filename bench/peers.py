@@ -39,7 +39,8 @@ from hetacumn.io.mrc import read_mrc, write_mrc
 from hetacumn.metrics.pose import align_rotations, translation_errors
 
 OURS = "hetacumn"
-METHODS = (OURS, *drgn.METHODS)
+OURS_AT_POSES = "hetacumn-poses"  # hetacumn train --poses at the true poses: the counterpart of train_vae
+METHODS = (OURS, OURS_AT_POSES, *drgn.METHODS)
 POLL_S = 1.0
 # a failed child (RuntimeError) or unreadable output skips one run, not the whole benchmark
 RUN_ERRORS = (RuntimeError, OSError, ValueError, KeyError, IndexError)
@@ -145,9 +146,11 @@ def _limit_stops(folder: Path) -> int:
     return log.read_text(errors="replace").count("stopped after the") if log.is_file() else 0
 
 
-def train_ours(data: Path, args: argparse.Namespace) -> Run:
-    """``hetacumn train`` in stages, one per budget (``--resume``), so that a checkpoint ends at each budget."""
-    run = Run(OURS, data, args.workdir / "runs" / f"{data.name}_{OURS}")
+def train_ours(data: Path, method: str, args: argparse.Namespace) -> Run:
+    """``hetacumn train`` in stages, one per budget (``--resume``), so that a checkpoint ends at each budget;
+    ``hetacumn-poses`` trains at the true poses (``--poses``)."""
+    run = Run(method, data, args.workdir / "runs" / f"{data.name}_{method}")
+    given = ["--poses", str(data / "truth" / "poses.pkl")] if method == OURS_AT_POSES else []
     run.folder.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(run.folder.parent / f"{run.folder.name}_snapshots", ignore_errors=True)
     previous_min, offset_s = 0.0, 0.0
@@ -156,7 +159,7 @@ def train_ours(data: Path, args: argparse.Namespace) -> Run:
         watcher, stops = CheckpointWatcher(run, offset_s), _limit_stops(run.folder)
         child = checked(hetacumn_cli("train", str(data / "particles.star"), "-o", str(run.folder), "--method", OURS,
                                      "--seed", str(args.seed), "--max-minutes", f"{budget_min - previous_min:g}",
-                                     "--device", "cpu", *resume),
+                                     "--device", "cpu", *given, *resume),
                         run.folder.parent / f"{run.folder.name}_{budget_min:g}min.log", budget_s=budget_min * 60 + 900,
                         on_tick=watcher)
         run.peak_bytes = max(run.peak_bytes, child.peak_bytes)
@@ -225,7 +228,7 @@ def _class_means(z_path: Path, labels: np.ndarray) -> np.ndarray:
 
 def score_snapshot(run: Run, snapshot: Snapshot, args: argparse.Namespace) -> dict:
     labels = np.load(run.data / "truth" / "labels.npy")
-    if run.method == OURS:
+    if run.method in (OURS, OURS_AT_POSES):
         folder = snapshot.key
         if not (folder / "infer" / "poses.pkl").is_file():
             run_cli(["infer", str(folder / "checkpoint.pt"), str(run.data / "particles.star"), "-o",
@@ -253,7 +256,8 @@ def to_score(run: Run, args: argparse.Namespace) -> list[Snapshot]:
 
 
 def train_and_score(data: Path, method: str, args: argparse.Namespace) -> Run:
-    run = train_ours(data, args) if method == OURS else train_cryodrgn(data, method, args)
+    ours = method in (OURS, OURS_AT_POSES)
+    run = train_ours(data, method, args) if ours else train_cryodrgn(data, method, args)
     for snapshot in to_score(run, args):
         snapshot.scores = score_snapshot(run, snapshot, args)
     return run
@@ -264,7 +268,7 @@ def infer_at(run: Run, data: Path, args: argparse.Namespace) -> dict:
     out = args.workdir / "inference" / f"{data.name}_{run.method}"
     out.mkdir(parents=True, exist_ok=True)
     n_images = len(np.load(data / "truth" / "labels.npy"))
-    if run.method == OURS:
+    if run.method in (OURS, OURS_AT_POSES):
         checkpoint = run.folder / "checkpoint.pt"
         child = checked(hetacumn_cli("infer", str(checkpoint), str(data / "particles.star"), "-o", str(out / "run"),
                                      "--device", "cpu", "--overwrite"), out / "infer.log")

@@ -140,7 +140,8 @@ def notes(inputs_checks: dict, versions: str, smoke: bool) -> list[str]:
         "poses; translation errors after removing the fitted 3D offset; each map rotated, mirrored and shifted "
         "by that alignment, then `hetacumn evaluate` (unmasked FSC with the true map of each class: the decoder "
         "at each class's mean z; cryodrgn-abinit-homo's own reconstruct.N.mrc against class 0; confusion by "
-        "k-means of z). train_vae is given the true poses (an upper bound): its rotation error is 0 by construction."),
+        "k-means of z). train_vae and hetacumn-poses (`hetacumn train --poses`) are given the true poses (upper "
+        "bounds): their rotation error is 0 by construction."),
         ("Amortization: hetacumn infers with `hetacumn infer` (poses and z of every image, the checkpoint of the "
         "largest trained size), train_vae with `cryodrgn eval_images --lazy` (z only, at the true poses). abinit "
         "has no command that gives poses to new images: its cost is estimated as one pose-search pass at the "
