@@ -34,8 +34,9 @@ def test_negative_counts_are_refused_by_name(flag):
 
 def test_given_poses_end_the_search_and_consensus_and_fix_the_poses():
     config = _config("--poses", "consensus.star")
-    assert (config.data.poses, config.task.consensus_images, config.task.refine_steps) == ("consensus.star", 0, 0)
-    refined = _config("--poses", "consensus.star", "--refine-steps", "3", "--consensus", "500")
-    assert (refined.task.refine_steps, refined.task.consensus_images) == (3, 500)
+    assert (config.data.poses, config.task.consensus_images, config.task.refine_steps,
+            config.train.marching_images_per_px) == ("consensus.star", 0, 0, 4000)
+    refined = _config("--poses", "consensus.star", "--refine-steps", "3", "--consensus", "500", "--marching", "900")
+    assert (refined.task.refine_steps, refined.task.consensus_images, refined.train.marching_images_per_px) == (3, 500, 900)
     with pytest.raises(InputError, match="^--pose-search: does not apply with --poses"):
         _config("--poses", "consensus.star", "--pose-search", "1000")
