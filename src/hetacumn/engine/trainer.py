@@ -107,8 +107,10 @@ class Trainer:
         path = self.outdir / "pose_table.npy"
         table = PoseTable.create(path, len(self.data)) if distributed.is_main() else None
         if table is not None and given_poses is not None:
-            table.set_poses(np.arange(len(table)), torch.from_numpy(given_poses.rotations),
-                            torch.from_numpy(given_poses.shift_px))
+            for start in range(0, len(table), 1 << 20):  # in chunks: the table may be larger than memory
+                rows = np.arange(start, min(start + (1 << 20), len(table)))
+                table.set_poses(rows, torch.from_numpy(given_poses.rotations[rows]),
+                                torch.from_numpy(given_poses.shift_px[rows]))
         distributed.barrier()
         return table or PoseTable.open(path, len(self.data))
 
