@@ -83,7 +83,8 @@ def _override_poses(particles: ParticleSet, poses_path: Path) -> ParticleSet:
     if not poses_path.is_file():
         raise InputError(poses_path, "pose file not found")
     if poses_path.suffix.lower() in (".star", ".cs"):
-        poses = load_particles(poses_path, allow_missing_stacks=True).poses
+        same_file = particles.poses is not None and poses_path.resolve() == particles.path.resolve()
+        poses = particles.poses if same_file else load_particles(poses_path, allow_missing_stacks=True).poses
         if poses is None:
             raise InputError(poses_path, "holds no poses (RELION rlnAngleRot/Tilt/Psi, cryoSPARC alignments3D/pose)")
     else:
