@@ -45,6 +45,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--soft-assignment", choices=["auto", "on", "off"],
                         help="search stage: insert each image at its candidate poses weighted by their posterior "
                              "(auto: when the estimated SNR is below 1)")
+    parser.add_argument("--search-classes", type=int, metavar="K",
+                        help="search stage: split the reference into K classes after a third of the stage (3-D "
+                             "classification); the encoder learns the classes as a start for z; the consensus "
+                             "phase then ends at the split unless --consensus is given")
     parser.add_argument("--consensus", type=int, metavar="N",
                         help="images seen with z drawn from the prior and the conformation head frozen (the preset's "
                              "consensus phase; hetacumn 60,000, cryofire 100,000)")
@@ -85,6 +89,8 @@ def build_config(args: argparse.Namespace, box_size: int):
         if value is not None and value < 0:
             raise InputError(flag, f"must be 0 or more, got {value}")
     config.task = dataclasses.replace(config.task, **{name: v for name, v in task_flags.values() if v is not None})
+    if args.search_classes is not None:
+        _use_search_classes(config, args)
     if args.poses:
         _use_given_poses(config, args)
     if args.soft_assignment:
@@ -96,6 +102,18 @@ def build_config(args: argparse.Namespace, box_size: int):
     config.data.particles = str(args.particles)
     config.data.datadir = args.datadir
     return config
+
+
+def _use_search_classes(config, args: argparse.Namespace) -> None:
+    classes = args.search_classes
+    if classes < 1 or (config.model.zdim > 0 and classes > config.model.zdim):
+        raise InputError("--search-classes", f"must be from 1 to --zdim ({config.model.zdim}), got {classes}")
+    if classes > 1 and config.task.pose_search_images <= 0:
+        raise InputError("--search-classes", "needs the search stage (--pose-search N)")
+    config.task = dataclasses.replace(config.task, search_classes=classes)
+    if classes > 1 and args.consensus is None:  # z takes over where the classes start
+        split = config.task.search_split_images or config.task.pose_search_images // 3
+        config.task = dataclasses.replace(config.task, consensus_images=min(config.task.consensus_images, split))
 
 
 GIVEN_POSES_MARCHING = 4000  # images per px of frequency marching at given poses (CPU presets)

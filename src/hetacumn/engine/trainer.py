@@ -161,7 +161,7 @@ class Trainer:
         self.progress.setdefault("epoch_images", self.progress["step"] * state["run_config"].train.batch_size)
         self.progress["step"] = math.ceil(self.progress["epoch_images"] / self.global_batch_size)
         if self.search_task is not None and state.get("search_reference") is not None:
-            self.search_task.reference.load_state_dict(state["search_reference"])
+            self.search_task.load_state_dict(state["search_reference"])
         if self.pose_table is not None and self.pose_table.snapshot_path().exists():
             distributed.barrier()  # every process has opened the table before rank 0 replaces it
             if distributed.is_main():
@@ -182,7 +182,7 @@ class Trainer:
             self.pose_table.snapshot()
         save_checkpoint(self.outdir / "checkpoint.pt", model=self.model, optimizer=self.optimizer,
                         run_config=self.config, progress=self.progress, generator=self.generator,
-                        search_reference=None if self.search_task is None else self.search_task.reference.state_dict())
+                        search_reference=None if self.search_task is None else self.search_task.state_dict())
 
     def _autocast(self):
         if self.device.type == "cuda" and self.config.train.amp:

@@ -17,8 +17,12 @@ from hetacumn.tasks.base import StepContext, StepOutput, weighted_mse
 
 
 def explicit_pose_step(model: HetModel, config: TaskConfig, enc: EncoderOutput, latent, target: torch.Tensor,
-                       rotation: torch.Tensor, shift_px: torch.Tensor, context: StepContext) -> StepOutput:
-    """``latent`` is :meth:`ImageReconstructionTask.latent` of ``enc``; ``target`` the batch at the half-plane points."""
+                       rotation: torch.Tensor, shift_px: torch.Tensor, context: StepContext,
+                       z_target: torch.Tensor | None = None) -> StepOutput:
+    """``latent`` is :meth:`ImageReconstructionTask.latent` of ``enc``; ``target`` the batch at the half-plane points.
+
+    ``z_target`` ``(B, zdim)``: latent means the encoder is taught too (the search stage's classes), with
+    weight ``search_class_z_weight``."""
     z, z_report, z_sample, kl = latent
     rotation, shift_px = rotation.detach(), shift_px.detach()
     ctf = 1.0 if context.ctf_values is None else context.ctf_values
@@ -27,8 +31,14 @@ def explicit_pose_step(model: HetModel, config: TaskConfig, enc: EncoderOutput, 
     shift_error = ((enc.shift_px - shift_px) ** 2).sum(-1)
     distill = rotation_error.mean() + config.pose_shift_weight * shift_error.mean()
     loss = mse.mean() + config.pose_distill_weight * distill
+    if z_target is not None:
+        class_error = ((enc.z_mu - z_target) ** 2).sum(-1).mean()
+        loss = loss + config.search_class_z_weight * class_error
+        metrics_class = {"class_z_error": float(class_error.detach())}
+    else:
+        metrics_class = {}
     metrics = {"mse": float(mse.detach().mean()), "distill_loss": float(distill.detach()),
-               "distill_rotation_frobenius2": float(rotation_error.detach().mean())}
+               "distill_rotation_frobenius2": float(rotation_error.detach().mean()), **metrics_class}
     if kl is not None:
         loss = loss + config.kl_weight * kl.mean()
         metrics["kl"] = float(kl.detach().mean())

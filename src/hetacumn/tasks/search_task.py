@@ -121,44 +121,97 @@ class ReferenceVolume:
 
 
 class PoseSearchTask:
+    """The search stage; with ``search_classes`` K > 1 also a 3-D classification (see the module text)."""
+
     def __init__(self, config: TaskConfig, image_task: ImageReconstructionTask, shift_range_px: float, box_size: int,
                  device, estimated_snr: float):
         self.config = config
         self.estimated_snr = estimated_snr
         self.image_task = image_task
         self.search = pose_search_from_config(config, shift_range_px)
-        self.reference = ReferenceVolume(box_size, config.search_memory_images, device)
+        self.references = [ReferenceVolume(box_size, config.search_memory_images, device)
+                           for _ in range(config.search_classes)]
+
+    @property
+    def split_images(self) -> int:
+        """Images seen when the single reference splits into ``search_classes`` (when K > 1)."""
+        return self.config.search_split_images or self.config.pose_search_images // 3
+
+    def state_dict(self) -> list[dict]:
+        return [reference.state_dict() for reference in self.references]
+
+    def load_state_dict(self, state: list[dict] | dict) -> None:
+        for reference, reference_state in zip(self.references, state if isinstance(state, list) else [state]):
+            reference.load_state_dict(reference_state)
 
     def _seed(self, batch: Batch, generator: torch.Generator) -> None:
         first = not _distributed() or dist.get_rank() == 0  # the seed images come from rank 0's share
         keep = torch.arange(min(self.config.search_seed_images, len(batch.images)) if first else 0)
         rotation = random_rotations(len(keep), generator=generator).to(batch.images.device)
-        self.reference.add(batch, rotation, None, keep)
+        self.references[0].add(batch, rotation, None, keep)
+
+    def _search(self, reference: ReferenceVolume, target: torch.Tensor, context: StepContext):
+        """Best pose and its error per image against one reference, and the coarse candidates."""
+        half, ctf = context.half_plane, context.ctf_values
+        volume_ft = reference.transform()
+        candidates = self.search.coarse_candidates(volume_ft, target, ctf, half)
+        rotation, shift_px, error = self.search.refine_best(volume_ft, target, ctf, half, *candidates)
+        return rotation, shift_px, error, candidates
+
+    def _add(self, reference: ReferenceVolume, batch: Batch, target: torch.Tensor, context: StepContext, found,
+             keep: torch.Tensor) -> None:
+        """The images ``keep`` into the reference: at the best pose, or (``search_soft``) at every candidate
+        pose weighted by its posterior."""
+        rotation, shift_px, _, (rotations, shifts, error) = found
+        if not resolve_soft_assignment(self.config.search_soft, self.estimated_snr):
+            reference.add(batch, rotation[keep], shift_px[keep], keep)
+            return
+        weights = self.search.posteriors(target[keep], context.half_plane, rotations[keep], shifts[keep], error[keep])
+        best = (torch.arange(len(keep), device=error.device), error[keep].argmin(1))
+        rotations, shifts = rotations[keep].clone(), shifts[keep].clone()
+        rotations[best], shifts[best] = rotation[keep], shift_px[keep]  # the best candidate at its refined pose
+        reference.add(batch, rotations, shifts, keep, weights=weights)
 
     def search_and_add(self, batch: Batch, target: torch.Tensor, context: StepContext):
-        """Each image's best pose against the reference, which then takes in the batch (at the best pose,
-        or with ``search_soft`` at every candidate pose, weighted by its posterior)."""
-        half, ctf = context.half_plane, context.ctf_values
-        volume_ft = self.reference.transform()
-        candidates = self.search.coarse_candidates(volume_ft, target, ctf, half)
-        rotation, shift_px, _ = self.search.refine_best(volume_ft, target, ctf, half, *candidates)
-        if not resolve_soft_assignment(self.config.search_soft, self.estimated_snr):
-            self.reference.add(batch, rotation, shift_px)
-            return rotation, shift_px
-        rotations, shifts, error = candidates
-        weights = self.search.posteriors(target, half, rotations, shifts, error)
-        best = (torch.arange(len(error), device=error.device), error.argmin(1))
-        rotations, shifts = rotations.clone(), shifts.clone()
-        rotations[best], shifts[best] = rotation, shift_px  # the best candidate at its refined pose
-        self.reference.add(batch, rotations, shifts, weights=weights)
-        return rotation, shift_px
+        """Each image's best pose (and class) against the references, which then take in the batch.
+
+        Returns the rotations, shifts and the class of every image (None before the split)."""
+        if len(self.references) == 1 or context.images_seen < self.split_images:
+            found = self._search(self.references[0], target, context)
+            self._add(self.references[0], batch, target, context, found, torch.arange(len(target)))
+            return found[0], found[1], None
+        if self.references[1].empty:  # the split: every class starts from the single reference
+            for reference in self.references[1:]:
+                reference.load_state_dict({k: v.clone() if torch.is_tensor(v) else v
+                                           for k, v in self.references[0].state_dict().items()})
+        found = [self._search(reference, target, context) for reference in self.references]
+        if context.images_seen < self.split_images + self.config.search_memory_images:
+            # identical references cannot split by themselves: random classes for one memory's worth of images
+            labels = torch.randint(len(self.references), (len(target),), generator=context.generator).to(target.device)
+        else:
+            labels = torch.stack([error for _, _, error, _ in found], 1).argmin(1)
+        for k, (reference, found_k) in enumerate(zip(self.references, found)):
+            self._add(reference, batch, target, context, found_k, torch.nonzero(labels == k).flatten())
+        index = torch.arange(len(target), device=target.device)
+        rotation = torch.stack([f[0] for f in found], 1)[index, labels]
+        shift_px = torch.stack([f[1] for f in found], 1)[index, labels]
+        return rotation, shift_px, labels
 
     def step(self, model: HetModel, batch: Batch, context: StepContext) -> StepOutput:
         half = context.half_plane
         target = half.gather(self.image_task.target(batch.images_ft, context))
-        if self.reference.empty:
+        if self.references[0].empty:
             self._seed(batch, context.generator)
-        rotation, shift_px = self.search_and_add(batch, target, context)
+        rotation, shift_px, labels = self.search_and_add(batch, target, context)
         enc = model.encode(batch.images)
+        anchors = None if labels is None else class_anchors(len(self.references), enc.z_mu)
+        z_target = None if anchors is None else anchors[labels]
         return explicit_pose_step(model, self.config, enc, self.image_task.latent(enc, context), target, rotation,
-                                  shift_px, context)
+                                  shift_px, context, z_target=z_target)
+
+
+def class_anchors(classes: int, z_mu: torch.Tensor | None) -> torch.Tensor | None:
+    """The latent each class of the search stage teaches the encoder: the first ``classes`` unit vectors."""
+    if z_mu is None:
+        return None
+    return torch.eye(z_mu.shape[1], device=z_mu.device, dtype=z_mu.dtype)[:classes]
