@@ -1,8 +1,8 @@
 """Run the built-in example end to end, with no download: the main job on simulated data.
 
 Simulates a small two-conformation dataset from the built-in molecule (CTF, shifts, noise), trains
-``hetacumn`` on it ab initio (the pose search stage first, then per-particle pose refinement while the
-conformations are learned), analyses the run against the truth (``hetacumn analyze --truth``: k-means
+``hetacumn`` on it ab initio (the pose search stage first, ending as a 3-D classification into two classes,
+then per-particle pose refinement while the conformations are learned), analyses the run against the truth (``hetacumn analyze --truth``: k-means
 classes, class maps, report.html) and prints the pose errors, the confusion error and each class map's
 resolution beside that of a backprojection with the true poses and CTFs (what the data allow).
 
@@ -43,8 +43,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--apix", type=float, default=4.0, help="pixel size in Å")
     parser.add_argument("--snr", type=float, default=10.0)
     parser.add_argument("--epochs", type=int, default=30, help="training epochs")
-    parser.add_argument("--search-images", type=int, default=15_000,
-                        help="images seen in the pose search stage, before refinement and conformations")
+    parser.add_argument("--search-images", type=int, default=30_000,
+                        help="images seen in the pose search stage (two classes from a third of it on), before "
+                             "refinement with conformations")
     parser.add_argument("--max-minutes", type=float, default=10.0, help="training time limit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=default_device(), help="cpu or cuda[:N] (default: cuda when present)")
@@ -52,13 +53,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def demo_config(args: argparse.Namespace):
-    """The hetacumn preset with the demo's schedule: search, then refinement with z (the consensus phase ends
-    with the search); frequency marching fast enough to reach Nyquist within the search stage."""
+    """The hetacumn preset with the demo's schedule: search ending as a 3-D classification into two classes
+    (the consensus phase ends where the classes start), then refinement with z; frequency marching fast
+    enough to reach Nyquist within the search stage."""
     config = preset("hetacumn", box_size=args.box, device=args.device)
     config.train = dataclasses.replace(config.train, epochs=args.epochs, max_minutes=args.max_minutes, seed=args.seed,
                                        marching_images_per_px=1500)
-    config.task = dataclasses.replace(config.task, pose_search_images=args.search_images,
-                                      refine_start_images=args.search_images, consensus_images=args.search_images,
+    config.task = dataclasses.replace(config.task, pose_search_images=args.search_images, search_classes=2,
+                                      refine_start_images=args.search_images, consensus_images=args.search_images // 3,
                                       refine_steps=1)
     return config
 

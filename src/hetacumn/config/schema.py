@@ -83,11 +83,14 @@ class TaskConfig:
     search_global_radius_px: float = 8.0  # frequencies compared in the grid search
     search_shift_step_px: float = 1.0  # shift grid step of the global search (extent: half the shift range)
     search_soft: SoftAssignment = "auto"  # on/off/auto (on below an estimated SNR of 1): backproject at every candidate, by posterior
-    # 3-D classification in the search stage: after search_split_images (0 = a third of the stage) the
-    # reference splits into search_classes; each image takes the class and pose of the lowest error, and the
+    # 3-D classification in the search stage (tasks/search_task.py): from search_split_images (0 = a third of
+    # the stage) a difference map learns the main direction of the residuals, whose quantiles start
+    # search_classes references; then each image takes the class and pose of the lowest error, and the
     # encoder learns z = the class's unit vector (weight search_class_z_weight), a start for the latent.
     search_classes: int = 1
     search_split_images: int = 0
+    search_split_memories: int = 2  # memories of images that learn the difference map before the classes start
+    search_balanced_memories: int = 3  # then memories of images whose class errors are batch-centred
     search_class_z_weight: float = 1.0
     pose_distill_weight: float = 1.0  # weight of the encoder's regression onto the searched poses
     # Refinement stage (semi-amortized): from this many images seen, each trained image has its own pose in a

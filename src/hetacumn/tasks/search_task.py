@@ -18,6 +18,12 @@ encoder still learn the best pose. Measured on the 64-px SNR-0.1 set (search sta
 against 50.1 deg after 20,000 with seed 1; on the 32-px SNR-10 set it converges slightly later (9.3
 deg against 6.3 deg after 15,000 images). ``search_soft = "auto"`` (the default) resolves to soft
 assignment when the SNR estimated from the data is below 1 (:func:`resolve_soft_assignment`).
+
+With ``search_classes`` K > 1 the stage ends as a 3-D classification (:class:`PoseSearchTask` gives the
+schedule): a search against one homogeneous reference turns conformations into poses (measured on the
+32-px two-state set: the two states' poses came out rotated by +-5.6 deg about the hinge axis, and with
+that plus ~5 deg of scatter z was not learned at those poses, confusion 0.38, while either alone gave
+0.015-0.027), so each class gets its own reference and the encoder learns the classes as a start for z.
 """
 
 from __future__ import annotations
@@ -28,13 +34,14 @@ import torch.distributed as dist
 from hetacumn.config.schema import TaskConfig
 from hetacumn.data.images import Batch
 from hetacumn.models.model import HetModel
-from hetacumn.tasks.base import StepContext, StepOutput
-from hetacumn.tasks.explicit import explicit_pose_step
-from hetacumn.tasks.image import ImageReconstructionTask
 from hetacumn.physics.ctf import ctf_images
 from hetacumn.physics.fourier import fft3_centered
 from hetacumn.physics.reconstruct import BackprojectionAccumulator
 from hetacumn.physics.rotations import random_rotations
+from hetacumn.tasks.base import StepContext, StepOutput
+from hetacumn.tasks.class_split import DifferenceVolume, rank_classes
+from hetacumn.tasks.explicit import explicit_pose_step
+from hetacumn.tasks.image import ImageReconstructionTask
 from hetacumn.tasks.search import PoseSearch
 
 
@@ -92,6 +99,11 @@ class ReferenceVolume:
         """
         images = batch.images[keep]
         ctf = None if batch.ctf is None else ctf_images(batch.ctf[keep], images.shape[-1], batch.pixel_size_angstrom[keep])
+        self.add_images(images, ctf, rotation, shift_px, weights)
+
+    def add_images(self, images: torch.Tensor, ctf: torch.Tensor | None, rotation: torch.Tensor,
+                   shift_px: torch.Tensor | None, weights: torch.Tensor | None = None) -> None:
+        """:meth:`add` for images ``(B, D, D)`` and CTF images ``(B, D, D)`` (or None) at hand."""
         image_count = len(images)
         if weights is not None:
             images, ctf, rotation, shift_px, weights = _expanded(images, ctf, rotation, shift_px, weights)
@@ -121,7 +133,15 @@ class ReferenceVolume:
 
 
 class PoseSearchTask:
-    """The search stage; with ``search_classes`` K > 1 also a 3-D classification (see the module text)."""
+    """The search stage; with ``search_classes`` K > 1 also a 3-D classification.
+
+    Schedule in images seen, with ``M = search_memory_images`` and ``S`` the split (:attr:`split_images`):
+    before ``S + search_split_memories * M`` one consensus reference, from ``S`` on also the difference
+    map (:class:`~hetacumn.tasks.class_split.DifferenceVolume`); for the next ``M`` images K class
+    references (copies of the consensus) take the images by the quantiles of their coefficient; after
+    that each image takes the class (and pose) of the lowest error, the errors centred per class for
+    ``search_balanced_memories`` memories first.
+    """
 
     def __init__(self, config: TaskConfig, image_task: ImageReconstructionTask, shift_range_px: float, box_size: int,
                  device, estimated_snr: float):
@@ -129,26 +149,40 @@ class PoseSearchTask:
         self.estimated_snr = estimated_snr
         self.image_task = image_task
         self.search = pose_search_from_config(config, shift_range_px)
-        self.references = [ReferenceVolume(box_size, config.search_memory_images, device)
-                           for _ in range(config.search_classes)]
+        memory = config.search_memory_images
+        self.consensus = ReferenceVolume(box_size, memory, device)
+        self.difference = DifferenceVolume(ReferenceVolume(box_size, memory, device))
+        self.references = [ReferenceVolume(box_size, memory, device) for _ in range(config.search_classes)]
 
     @property
     def split_images(self) -> int:
-        """Images seen when the single reference splits into ``search_classes`` (when K > 1)."""
+        """Images seen when the difference map starts (K > 1)."""
         return self.config.search_split_images or self.config.pose_search_images // 3
 
+    def _phase(self, images_seen: int) -> str:
+        """``consensus``, ``difference`` (consensus and difference map), ``ranked`` or ``classes``."""
+        memory = self.config.search_memory_images
+        since = images_seen - self.split_images - self.config.search_split_memories * memory
+        if len(self.references) == 1 or images_seen < self.split_images:
+            return "consensus"
+        return "difference" if since < 0 else "ranked" if since < memory else "classes"
+
+    def _all_references(self) -> list[ReferenceVolume]:
+        return [self.consensus, self.difference.reference, *self.references]
+
     def state_dict(self) -> list[dict]:
-        return [reference.state_dict() for reference in self.references]
+        return [reference.state_dict() for reference in self._all_references()]
 
     def load_state_dict(self, state: list[dict] | dict) -> None:
-        for reference, reference_state in zip(self.references, state if isinstance(state, list) else [state]):
+        state = [state] if isinstance(state, dict) else state  # a single reference: written before the classes
+        for reference, reference_state in zip(self._all_references(), state):
             reference.load_state_dict(reference_state)
 
     def _seed(self, batch: Batch, generator: torch.Generator) -> None:
         first = not _distributed() or dist.get_rank() == 0  # the seed images come from rank 0's share
         keep = torch.arange(min(self.config.search_seed_images, len(batch.images)) if first else 0)
         rotation = random_rotations(len(keep), generator=generator).to(batch.images.device)
-        self.references[0].add(batch, rotation, None, keep)
+        self.consensus.add(batch, rotation, None, keep)
 
     def _search(self, reference: ReferenceVolume, target: torch.Tensor, context: StepContext):
         """Best pose and its error per image against one reference, and the coarse candidates."""
@@ -175,32 +209,50 @@ class PoseSearchTask:
     def search_and_add(self, batch: Batch, target: torch.Tensor, context: StepContext):
         """Each image's best pose (and class) against the references, which then take in the batch.
 
-        Returns the rotations, shifts and the class of every image (None before the split)."""
-        if len(self.references) == 1 or context.images_seen < self.split_images:
-            found = self._search(self.references[0], target, context)
-            self._add(self.references[0], batch, target, context, found, torch.arange(len(target)))
-            return found[0], found[1], None
-        if self.references[1].empty:  # the split: every class starts from the single reference
-            for reference in self.references[1:]:
-                reference.load_state_dict({k: v.clone() if torch.is_tensor(v) else v
-                                           for k, v in self.references[0].state_dict().items()})
-        found = [self._search(reference, target, context) for reference in self.references]
-        if context.images_seen < self.split_images + self.config.search_memory_images:
-            # identical references cannot split by themselves: random classes for one memory's worth of images
-            labels = torch.randint(len(self.references), (len(target),), generator=context.generator).to(target.device)
-        else:
-            labels = torch.stack([error for _, _, error, _ in found], 1).argmin(1)
-        for k, (reference, found_k) in enumerate(zip(self.references, found)):
-            self._add(reference, batch, target, context, found_k, torch.nonzero(labels == k).flatten())
-        index = torch.arange(len(target), device=target.device)
-        rotation = torch.stack([f[0] for f in found], 1)[index, labels]
-        shift_px = torch.stack([f[1] for f in found], 1)[index, labels]
-        return rotation, shift_px, labels
+        Returns the rotations, shifts and the class of every image (None before the classes start)."""
+        phase, everyone = self._phase(context.images_seen), torch.arange(len(target), device=target.device)
+        if phase == "classes":
+            found = [self._search(reference, target, context) for reference in self.references]
+            labels = self._classes(torch.stack([error for _, _, error, _ in found], 1), context)
+            for k, (reference, found_k) in enumerate(zip(self.references, found)):
+                self._add(reference, batch, target, context, found_k, torch.nonzero(labels == k).flatten())
+            rotation = torch.stack([f[0] for f in found], 1)[everyone, labels]
+            return rotation, torch.stack([f[1] for f in found], 1)[everyone, labels], labels
+        found = self._search(self.consensus, target, context)
+        labels = None
+        if phase != "consensus":
+            coefficient = self._coefficients(batch, found, context)
+        if phase == "ranked":
+            if self.references[0].empty:  # every class starts from the consensus
+                for reference in self.references:
+                    reference.load_state_dict({k: v.clone() if torch.is_tensor(v) else v
+                                               for k, v in self.consensus.state_dict().items()})
+            labels = rank_classes(coefficient, len(self.references))
+            for k, reference in enumerate(self.references):
+                self._add(reference, batch, target, context, found, torch.nonzero(labels == k).flatten())
+        self._add(self.consensus, batch, target, context, found, everyone)
+        return found[0], found[1], labels
+
+    def _coefficients(self, batch: Batch, found, context: StepContext) -> torch.Tensor:
+        ctf = None if batch.ctf is None else ctf_images(batch.ctf, batch.images.shape[-1], batch.pixel_size_angstrom)
+        return self.difference.coefficients(batch.images, ctf, found[0], found[1], self.consensus.accumulator.volume(),
+                                            context.generator)
+
+    def _classes(self, error: torch.Tensor, context: StepContext) -> torch.Tensor:
+        """Each image's class from its errors ``(B, K)``: the lowest, after centring each class's errors on
+        their batch mean for the first ``search_balanced_memories`` memories of the phase (without it the
+        class with more images, a sharper reference, takes ever more of them: measured on the 32-px two-state
+        set after random classes, one class down to 9 % of the images 6,000 images after the split)."""
+        memory = self.config.search_memory_images
+        start = self.split_images + (self.config.search_split_memories + 1) * memory
+        if context.images_seen < start + self.config.search_balanced_memories * memory:
+            error = error - error.mean(0, keepdim=True)
+        return error.argmin(1)
 
     def step(self, model: HetModel, batch: Batch, context: StepContext) -> StepOutput:
         half = context.half_plane
         target = half.gather(self.image_task.target(batch.images_ft, context))
-        if self.references[0].empty:
+        if self.consensus.empty:
             self._seed(batch, context.generator)
         rotation, shift_px, labels = self.search_and_add(batch, target, context)
         enc = model.encode(batch.images)
