@@ -87,3 +87,13 @@ def test_resume_with_search_classes_reproduces_the_next_loss(tiny_particles, tmp
                                       search_split_images=32, search_memory_images=16, consensus_images=32)
     expected, again = next_step_before_and_after_resume(config, tiny_particles, tmp_path)
     assert again["loss"] == expected["loss"] and again["class_z_error"] == expected["class_z_error"]
+
+
+def test_a_class_without_images_in_the_batch_keeps_its_reference():
+    reference = ReferenceVolume(BOX, 100, "cpu")
+    volume = torch.as_tensor(toy_molecule(BOX, 4.0)).float()
+    rotations = random_rotations(8, generator=torch.Generator().manual_seed(6))
+    reference.add_images(render_images(volume, rotations), None, rotations, None)
+    before = reference.accumulator.sums.clone()
+    reference.add_images(torch.zeros(0, BOX, BOX), None, torch.zeros(0, 3, 3), None)
+    assert torch.equal(reference.accumulator.sums, before)

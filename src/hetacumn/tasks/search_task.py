@@ -108,14 +108,16 @@ class ReferenceVolume:
         if weights is not None:
             images, ctf, rotation, shift_px, weights = _expanded(images, ctf, rotation, shift_px, weights)
         if not _distributed():
-            self.accumulator.sums *= max(0.0, 1.0 - image_count / self.memory_images)
-            self.accumulator.add(images, rotation, ctf=ctf, shift_px=shift_px, weights=weights)
+            if len(images):  # a class may get no image of a batch
+                self.accumulator.sums *= max(0.0, 1.0 - image_count / self.memory_images)
+                self.accumulator.add(images, rotation, ctf=ctf, shift_px=shift_px, weights=weights)
             return
         count = torch.tensor([float(image_count)], device=self.accumulator.device)
         dist.all_reduce(count)
         kept = self.accumulator.sums * max(0.0, 1.0 - float(count) / self.memory_images)
         self.accumulator.sums = torch.zeros_like(kept)
-        self.accumulator.add(images, rotation, ctf=ctf, shift_px=shift_px, weights=weights)
+        if len(images):
+            self.accumulator.add(images, rotation, ctf=ctf, shift_px=shift_px, weights=weights)
         dist.all_reduce(self.accumulator.sums)
         self.accumulator.sums += kept
         self.accumulator.count += int(count) - len(images)
