@@ -56,8 +56,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="refinement stage from N images seen: a pose per particle, refined against the decoder")
     parser.add_argument("--refine-steps", type=int, metavar="K", help="Adam steps on a batch's poses per visit")
     parser.add_argument("--poses", metavar="FILE",
-                        help="train at given poses (cryoDRGN .pkl, or a RELION .star / cryoSPARC .cs of the same "
-                             "particles, e.g. a consensus refinement): no pose search, no consensus phase; "
+                        help="train at given poses (cryoDRGN .pkl, in the particles' order, or a RELION .star / "
+                             "cryoSPARC .cs holding the same particles in any order, matched by image name, e.g. a "
+                             "consensus refinement): no pose search, no consensus phase; "
                              "--refine-steps K also refines them")
     parser.add_argument("--marching", type=int, metavar="N", help="images seen per extra px of Fourier radius")
     parser.add_argument("--checkpoint-every", type=int, metavar="N", help="write checkpoint.pt every N images seen")

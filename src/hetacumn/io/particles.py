@@ -83,15 +83,41 @@ def _override_poses(particles: ParticleSet, poses_path: Path) -> ParticleSet:
     if not poses_path.is_file():
         raise InputError(poses_path, "pose file not found")
     if poses_path.suffix.lower() in (".star", ".cs"):
-        same_file = particles.poses is not None and poses_path.resolve() == particles.path.resolve()
-        poses = particles.poses if same_file else load_particles(poses_path, allow_missing_stacks=True).poses
-        if poses is None:
+        if particles.poses is not None and poses_path.resolve() == particles.path.resolve():
+            return particles
+        posed = load_particles(poses_path, allow_missing_stacks=True)
+        if posed.poses is None:
             raise InputError(poses_path, "holds no poses (RELION rlnAngleRot/Tilt/Psi, cryoSPARC alignments3D/pose)")
+        order = _match_images(particles, posed, poses_path)
+        poses = posed.poses if order is None else posed.poses.subset(order)
     else:
         poses = read_pose_pickle(poses_path, particles.box_size)
     if len(poses) != len(particles):
         raise InputError(poses_path, f"{len(poses)} poses but {len(particles)} particles in {particles.path}")
     return replace(particles, poses=poses)
+
+
+def _image_keys(particles: ParticleSet) -> list[tuple[str, int]]:
+    """``(stack file name, index in it)`` per particle: what ``rlnImageName`` / ``blob/path`` name."""
+    images = particles.images
+    names = np.asarray([Path(stack.path).name for stack in images.stacks], dtype=object)
+    return list(zip(names[images.file_index], images.image_index.tolist()))
+
+
+def _match_images(particles: ParticleSet, posed: ParticleSet, poses_path: Path) -> np.ndarray | None:
+    """Rows of ``posed`` for each particle, matched by image (stack file name and index), so that a pose
+    file written in another order (a RELION refinement sorts by micrograph) or holding more particles pairs
+    the right poses; None (matched by order) where the names repeat within a file."""
+    keys, posed_keys = _image_keys(particles), _image_keys(posed)
+    row_of = {key: row for row, key in enumerate(posed_keys)}
+    if len(row_of) != len(posed_keys) or len(set(keys)) != len(keys):
+        return None
+    missing = [key for key in keys if key not in row_of]
+    if missing:
+        name, index = missing[0]
+        raise InputError(poses_path, f"has no pose for {len(missing)} of the {len(keys)} particles of {particles.path} "
+                                     f"(matched by image name, e.g. {index + 1}@{name})")
+    return np.array([row_of[key] for key in keys], dtype=np.int64)
 
 
 def _override_ctf(particles: ParticleSet, ctf_path: Path) -> ParticleSet:
