@@ -164,6 +164,15 @@ def test_resume_with_another_method(trained, capsys):
                   r"checkpoint was made with a different method or model configuration$")
 
 
+def test_resume_with_another_schedule(trained, capsys):
+    run = trained / "run"
+    argv = ["train", trained / "sim" / "particles.star", "-o", run, "--resume", "--method", "cryoai",
+            "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--pose-search", "100"]
+    run_bad_input(capsys, trained, argv, run / "checkpoint.pt",
+                  r"checkpoint was trained with other settings \(task.pose_search_images: 0 -> 100\): resume with "
+                  r"the flags the run started with$")
+
+
 def test_unknown_method(trained, capsys):
     argv = ["train", trained / "sim" / "particles.star", "-o", trained / "new", "--method", "cryodrgn"]
     run_bad_input(capsys, trained, argv, "unknown --method 'cryodrgn'", r"choose one of hetacumn, acehetem, cryofire, cryoai$")

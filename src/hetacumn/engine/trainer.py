@@ -19,6 +19,7 @@ Example usage::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -62,6 +63,15 @@ def train_indices(n_images: int, subset: int, seed: int) -> np.ndarray:
     if subset <= 0 or subset >= n_images:
         return np.arange(n_images)
     return np.sort(np.random.default_rng(seed).choice(n_images, size=subset, replace=False))
+
+
+def schedule_changes(saved: RunConfig, current: RunConfig) -> list[str]:
+    """``name: saved -> current`` for every task setting, given-pose file and marching rate that differ: a
+    resumed run with other values would silently train another schedule (epochs and time limits may change)."""
+    pairs = {f"task.{k}": (v, getattr(current.task, k)) for k, v in dataclasses.asdict(saved.task).items()}
+    pairs["data.poses"] = (saved.data.poses, current.data.poses)
+    pairs["train.marching_images_per_px"] = (saved.train.marching_images_per_px, current.train.marching_images_per_px)
+    return [f"{name}: {old!r} -> {new!r}" for name, (old, new) in pairs.items() if old != new]
 
 
 class Trainer:
@@ -154,6 +164,10 @@ class Trainer:
         state = load_checkpoint(checkpoint_path, map_location=self.device)
         if state["method"] != self.config.method or state["model_config"] != self.model.checkpoint_config():
             raise InputError(checkpoint_path, "checkpoint was made with a different method or model configuration")
+        changes = schedule_changes(state["run_config"], self.config)
+        if changes:
+            raise InputError(checkpoint_path, f"checkpoint was trained with other settings ({'; '.join(changes[:3])}): "
+                                              "resume with the flags the run started with")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = dict(state["progress"])
