@@ -39,3 +39,14 @@ def test_a_pose_file_missing_particles_is_refused_by_name(posed, tmp_path):
     with pytest.raises(InputError, match=r"has no pose for 5 of the 40 particles of .* \(matched by image name, "
                                          r"e\.g\. 1@particles\.mrcs\)"):
         load_particles(out / "particles.star", poses=refined)
+
+
+def test_a_pose_file_naming_other_stacks_is_paired_by_order_when_the_counts_agree(posed, tmp_path):
+    out, truth = posed
+    plain = load_particles(out / "particles.star")
+    refined = write_particles_star(tmp_path / "refined.star", plain, poses=truth)
+    text = refined.read_text().replace("particles.mrcs", "shiny.mrcs")  # e.g. after Bayesian polishing
+    assert text.count("shiny.mrcs") == 40
+    refined.write_text(text)
+    particles = load_particles(out / "particles.star", poses=refined)
+    assert np.abs(particles.poses.rotations - truth.rotations).max() < 1e-5

@@ -107,12 +107,16 @@ def _image_keys(particles: ParticleSet) -> list[tuple[str, int]]:
 def _match_images(particles: ParticleSet, posed: ParticleSet, poses_path: Path) -> np.ndarray | None:
     """Rows of ``posed`` for each particle, matched by image (stack file name and index), so that a pose
     file written in another order (a RELION refinement sorts by micrograph) or holding more particles pairs
-    the right poses; None (matched by order) where the names repeat within a file."""
+    the right poses; None (matched by order) where the names repeat within a file, or where no name matches
+    and the counts agree (stacks renamed, e.g. by re-extraction or polishing)."""
     keys, posed_keys = _image_keys(particles), _image_keys(posed)
     row_of = {key: row for row, key in enumerate(posed_keys)}
     if len(row_of) != len(posed_keys) or len(set(keys)) != len(keys):
         return None
     missing = [key for key in keys if key not in row_of]
+    if len(missing) == len(keys) == len(posed_keys):  # other stack names (e.g. re-extracted): pair by order
+        log.warning("%s: no image name matches %s; poses paired by order", poses_path, particles.path)
+        return None
     if missing:
         name, index = missing[0]
         raise InputError(poses_path, f"has no pose for {len(missing)} of the {len(keys)} particles of {particles.path} "
