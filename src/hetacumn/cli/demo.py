@@ -32,6 +32,7 @@ from hetacumn.io.mrc import read_mrc, write_mrc
 from hetacumn.io.particles import load_particles
 from hetacumn.metrics.fsc import fourier_shell_correlation, resolution_at
 from hetacumn.simulate.dataset import SimulationConfig, simulate_dataset
+from hetacumn.tasks.search_task import split_images
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,8 @@ def demo_config(args: argparse.Namespace):
     config.train = dataclasses.replace(config.train, epochs=args.epochs, max_minutes=args.max_minutes, seed=args.seed,
                                        marching_images_per_px=1500)
     config.task = dataclasses.replace(config.task, pose_search_images=args.search_images, search_classes=2,
-                                      refine_start_images=args.search_images, consensus_images=args.search_images // 3,
-                                      refine_steps=1)
+                                      refine_start_images=args.search_images, refine_steps=1)
+    config.task = dataclasses.replace(config.task, consensus_images=split_images(config.task))
     return config
 
 

@@ -27,6 +27,7 @@ from hetacumn.engine.trainer import TrainingDiverged
 from hetacumn.errors import InputError
 from hetacumn.io.particles import load_particles
 from hetacumn.outputs import prepare_output_dir
+from hetacumn.tasks.search_task import split_images
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -113,8 +114,8 @@ def _use_search_classes(config, args: argparse.Namespace) -> None:
         raise InputError("--search-classes", "needs the search stage (--pose-search N)")
     config.task = dataclasses.replace(config.task, search_classes=classes)
     if classes > 1 and args.consensus is None:  # z takes over where the classes start
-        split = config.task.search_split_images or config.task.pose_search_images // 3
-        config.task = dataclasses.replace(config.task, consensus_images=min(config.task.consensus_images, split))
+        config.task = dataclasses.replace(config.task,
+                                          consensus_images=min(config.task.consensus_images, split_images(config.task)))
 
 
 GIVEN_POSES_MARCHING = 4000  # images per px of frequency marching at given poses (CPU presets)

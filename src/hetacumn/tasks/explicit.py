@@ -31,14 +31,12 @@ def explicit_pose_step(model: HetModel, config: TaskConfig, enc: EncoderOutput, 
     shift_error = ((enc.shift_px - shift_px) ** 2).sum(-1)
     distill = rotation_error.mean() + config.pose_shift_weight * shift_error.mean()
     loss = mse.mean() + config.pose_distill_weight * distill
+    metrics = {"mse": float(mse.detach().mean()), "distill_loss": float(distill.detach()),
+               "distill_rotation_frobenius2": float(rotation_error.detach().mean())}
     if z_target is not None:
         class_error = ((enc.z_mu - z_target) ** 2).sum(-1).mean()
         loss = loss + config.search_class_z_weight * class_error
-        metrics_class = {"class_z_error": float(class_error.detach())}
-    else:
-        metrics_class = {}
-    metrics = {"mse": float(mse.detach().mean()), "distill_loss": float(distill.detach()),
-               "distill_rotation_frobenius2": float(rotation_error.detach().mean()), **metrics_class}
+        metrics["class_z_error"] = float(class_error.detach())
     if kl is not None:
         loss = loss + config.kl_weight * kl.mean()
         metrics["kl"] = float(kl.detach().mean())

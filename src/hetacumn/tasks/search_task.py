@@ -130,8 +130,14 @@ class ReferenceVolume:
         return {"sums": self.accumulator.sums, "count": self.accumulator.count}
 
     def load_state_dict(self, state: dict) -> None:
-        self.accumulator.sums = state["sums"].to(self.accumulator.device)
+        self.accumulator.sums = state["sums"].to(self.accumulator.device, copy=True)  # never shared with the source
         self.accumulator.count = state["count"]
+
+
+def split_images(config: TaskConfig) -> int:
+    """Images seen when the difference map starts (``search_classes`` > 1): ``search_split_images``, or a
+    third of the search stage when that is 0."""
+    return config.search_split_images or config.pose_search_images // 3
 
 
 class PoseSearchTask:
@@ -158,8 +164,7 @@ class PoseSearchTask:
 
     @property
     def split_images(self) -> int:
-        """Images seen when the difference map starts (K > 1)."""
-        return self.config.search_split_images or self.config.pose_search_images // 3
+        return split_images(self.config)
 
     def _phase(self, images_seen: int) -> str:
         """``consensus``, ``difference`` (consensus and difference map), ``ranked`` or ``classes``."""
@@ -227,8 +232,7 @@ class PoseSearchTask:
         if phase == "ranked":
             if self.references[0].empty:  # every class starts from the consensus
                 for reference in self.references:
-                    reference.load_state_dict({k: v.clone() if torch.is_tensor(v) else v
-                                               for k, v in self.consensus.state_dict().items()})
+                    reference.load_state_dict(self.consensus.state_dict())
             labels = rank_classes(coefficient, len(self.references))
             for k, reference in enumerate(self.references):
                 self._add(reference, batch, target, context, found, torch.nonzero(labels == k).flatten())
