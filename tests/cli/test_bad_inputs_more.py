@@ -169,8 +169,8 @@ def test_resume_with_another_schedule(trained, capsys):
     argv = ["train", trained / "sim" / "particles.star", "-o", run, "--resume", "--method", "cryoai",
             "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--pose-search", "100"]
     run_bad_input(capsys, trained, argv, run / "checkpoint.pt",
-                  r"checkpoint was trained with other settings \(task.pose_search_images: 0 -> 100\): resume with "
-                  r"the flags the run started with$")
+                  r"checkpoint was trained with other settings \(task.pose_search_images: 40000 -> 100; "
+                  r"task.refine_start_images: 40000 -> 100\): resume with the flags the run started with$")
 
 
 def test_unknown_method(trained, capsys):

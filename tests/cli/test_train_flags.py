@@ -21,9 +21,20 @@ def test_stage_flags_set_the_task_config():
                    "--consensus", "6000").task
     assert (task.pose_search_images, task.search_soft, task.refine_start_images, task.refine_steps,
             task.consensus_images) == (5000, "on", 9000, 4, 6000)
-    default = _config().task
-    assert (default.pose_search_images, default.search_soft, default.refine_start_images,
-            default.consensus_images) == (0, "auto", 0, 60_000)
+
+
+
+def test_the_default_schedule_searches_then_refines_and_zero_is_the_published_method():
+    default = _config()
+    assert (default.task.pose_search_images, default.task.search_soft, default.task.refine_start_images,
+            default.task.refine_steps, default.task.consensus_images,
+            default.train.marching_images_per_px) == (40_000, "auto", 40_000, 1, 40_000, 1500)
+    short = _config("--pose-search", "9000", "--method", "cryofire").task
+    assert (short.pose_search_images, short.refine_start_images, short.consensus_images) == (9000, 9000, 9000)
+    amortized = _config("--pose-search", "0")
+    assert (amortized.task.pose_search_images, amortized.task.refine_start_images, amortized.task.consensus_images,
+            amortized.train.marching_images_per_px) == (0, 0, 60_000, 20_000)
+    assert _config("--marching", "700", "--refine-from", "0").train.marching_images_per_px == 700
 
 
 @pytest.mark.parametrize("flag", ["--pose-search", "--refine-from", "--refine-steps", "--consensus"])

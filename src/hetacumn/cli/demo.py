@@ -23,7 +23,7 @@ import torch
 
 from hetacumn.analysis.run import run_analysis
 from hetacumn.cli.common import default_device, parse_device
-from hetacumn.config.presets import preset
+from hetacumn.config.presets import preset, with_search_stage
 from hetacumn.data.backproject import backproject_particles
 from hetacumn.engine.run import train
 from hetacumn.errors import InputError
@@ -57,11 +57,9 @@ def demo_config(args: argparse.Namespace):
     """The hetacumn preset with the demo's schedule: search ending as a 3-D classification into two classes
     (the consensus phase ends where the classes start), then refinement with z; frequency marching fast
     enough to reach Nyquist within the search stage."""
-    config = preset("hetacumn", box_size=args.box, device=args.device)
-    config.train = dataclasses.replace(config.train, epochs=args.epochs, max_minutes=args.max_minutes, seed=args.seed,
-                                       marching_images_per_px=1500)
-    config.task = dataclasses.replace(config.task, pose_search_images=args.search_images, search_classes=2,
-                                      refine_start_images=args.search_images, refine_steps=1)
+    config = with_search_stage(preset("hetacumn", box_size=args.box, device=args.device), args.search_images)
+    config.train = dataclasses.replace(config.train, epochs=args.epochs, max_minutes=args.max_minutes, seed=args.seed)
+    config.task = dataclasses.replace(config.task, search_classes=2)
     config.task = dataclasses.replace(config.task, consensus_images=split_images(config.task))
     return config
 

@@ -20,7 +20,7 @@ import dataclasses
 from pathlib import Path
 
 from hetacumn.cli.common import default_device, parse_device
-from hetacumn.config.presets import METHODS, preset
+from hetacumn.config.presets import DEFAULT_SEARCH_IMAGES, METHODS, preset, with_search_stage
 from hetacumn.engine import distributed
 from hetacumn.engine.run import train
 from hetacumn.engine.trainer import TrainingDiverged
@@ -42,7 +42,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder", choices=["voxel", "rff_mlp", "fouriernet"], help="override the preset's decoder")
     parser.add_argument("--hypotheses", type=int, help="rotation hypotheses of the encoder (default: the preset's)")
     parser.add_argument("--pose-search", type=int, metavar="N",
-                        help="ab initio pose search stage for the first N images seen (0 = purely amortized)")
+                        help=f"ab initio pose search stage for the first N images seen, then per-particle pose "
+                             f"refinement (default {DEFAULT_SEARCH_IMAGES:,}; 0 = purely amortized, the methods as "
+                             f"published)")
     parser.add_argument("--soft-assignment", choices=["auto", "on", "off"],
                         help="search stage: insert each image at its candidate poses weighted by their posterior "
                              "(auto: when the estimated SNR is below 1)")
@@ -52,10 +54,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "phase then ends at the split unless --consensus is given")
     parser.add_argument("--consensus", type=int, metavar="N",
                         help="images seen with z drawn from the prior and the conformation head frozen (the preset's "
-                             "consensus phase; hetacumn 60,000, cryofire 100,000)")
+                             "consensus phase, hetacumn 60,000, cryofire 100,000, ending with the search stage at "
+                             "the latest)")
     parser.add_argument("--refine-from", type=int, metavar="N",
-                        help="refinement stage from N images seen: a pose per particle, refined against the decoder")
-    parser.add_argument("--refine-steps", type=int, metavar="K", help="Adam steps on a batch's poses per visit")
+                        help="refinement stage from N images seen: a pose per particle, refined against the decoder "
+                             "(default: where the search stage ends; 0 = off)")
+    parser.add_argument("--refine-steps", type=int, metavar="K", help="Adam steps on a batch's poses per visit (default 1)")
     parser.add_argument("--poses", metavar="FILE",
                         help="train at given poses (cryoDRGN .pkl, in the particles' order, or a RELION .star / "
                              "cryoSPARC .cs holding the same particles in any order, matched by image name, e.g. a "
@@ -77,6 +81,9 @@ def build_config(args: argparse.Namespace, box_size: int):
     if args.zdim < 1 and args.method != "cryoai":
         raise InputError("--zdim", f"must be at least 1 for the heterogeneous method {args.method}")
     config = preset(args.method, box_size=box_size, zdim=args.zdim, device=args.device)
+    if not args.poses:
+        search = DEFAULT_SEARCH_IMAGES if args.pose_search is None else args.pose_search
+        config = with_search_stage(config, max(search, 0))
     train_overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                          "seed": args.seed, "train_subset": args.train_subset,
                                          "max_minutes": args.max_minutes,

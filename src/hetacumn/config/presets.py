@@ -8,10 +8,14 @@
 | hetacumn | variational (KL 1e-4)     | RFF MLP    | in-plane pi      | CPP       | consensus phase |
 
 On CPU the widths are scaled down (lean encoder, 3x128 decoder, frequency marching); on CUDA the
-paper-sized models (VGG-like encoder, 256-wide decoders).
+paper-sized models (VGG-like encoder, 256-wide decoders). ``preset`` is the method as published (purely
+amortized); ``with_search_stage`` adds the schedule ``hetacumn train`` uses by default: a pose search stage,
+then per-particle pose refinement (the only schedule measured to recover poses ab initio, BENCHMARKS.md).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from hetacumn.config.schema import DecoderConfig, EncoderConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig
 
@@ -57,3 +61,22 @@ def preset(method: str, box_size: int = 64, zdim: int = 8, device: str = "cpu") 
     )
     train = TrainConfig(device=device, batch_size=128 if on_gpu else 64, marching_images_per_px=0 if on_gpu else 20_000)
     return RunConfig(method=method, model=model, task=_task(method), train=train)
+
+
+DEFAULT_SEARCH_IMAGES = 40_000  # 64 px, SNR 0.1: 11.8 deg after search then refinement (BENCHMARKS.md)
+SEARCH_MARCHING_IMAGES_PER_PX = 1500  # fast enough to reach Nyquist of a 64-px box within the search stage
+
+
+def with_search_stage(config: RunConfig, search_images: int = DEFAULT_SEARCH_IMAGES) -> RunConfig:
+    """``config`` with the ab initio schedule: poses searched against a running backprojection for the first
+    ``search_images`` images (the encoder learns them), then a pose per particle refined by one Adam step per
+    visit; the preset's consensus phase ends with the search at the latest. 0 leaves ``config`` unchanged."""
+    if search_images <= 0:
+        return config
+    consensus = min(config.task.consensus_images, search_images)
+    task = dataclasses.replace(config.task, pose_search_images=search_images, refine_start_images=search_images,
+                               refine_steps=1, consensus_images=consensus)
+    train = config.train
+    if train.marching_images_per_px > 0:  # CPU presets; on a GPU the decoder sees all frequencies from the start
+        train = dataclasses.replace(train, marching_images_per_px=SEARCH_MARCHING_IMAGES_PER_PX)
+    return dataclasses.replace(config, task=task, train=train)

@@ -21,7 +21,7 @@ from hetacumn.data.images import ParticleImages
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.engine.inference import Inference, infer
-from hetacumn.engine.trainer import Trainer, max_radius_px
+from hetacumn.engine.trainer import Trainer, check_resumable, max_radius_px
 from hetacumn.errors import InputError
 from hetacumn.io.cryodrgn import write_pose_pickle
 from hetacumn.io.mrc import write_mrc
@@ -78,6 +78,9 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
         if particles.poses is None:
             raise InputError(config.data.poses, "training at given poses, but the particles carry none")
         given_poses = particles.poses
+    if resume:  # before the Trainer, which recreates the run's pose table
+        checkpoint = outdir / "checkpoint.pt"
+        check_resumable(load_checkpoint(checkpoint, map_location="cpu"), checkpoint, config)
     trainer = Trainer(config, data, outdir, given_poses)
     if resume:
         trainer.resume(outdir / "checkpoint.pt")

@@ -74,6 +74,16 @@ def schedule_changes(saved: RunConfig, current: RunConfig) -> list[str]:
     return [f"{name}: {old!r} -> {new!r}" for name, (old, new) in pairs.items() if old != new]
 
 
+def check_resumable(state: dict, checkpoint_path: Path, config: RunConfig) -> None:
+    """Refuse (InputError) a checkpoint of another method, model or schedule than ``config``."""
+    if state["method"] != config.method or state["model_config"] != dataclasses.asdict(config.model):
+        raise InputError(checkpoint_path, "checkpoint was made with a different method or model configuration")
+    changes = schedule_changes(state["run_config"], config)
+    if changes:
+        raise InputError(checkpoint_path, f"checkpoint was trained with other settings ({'; '.join(changes[:3])}): "
+                                          "resume with the flags the run started with")
+
+
 class Trainer:
     def __init__(self, config: RunConfig, data: ParticleImages, outdir: Path, given_poses: IOPoseTable | None = None):
         """``given_poses`` (with ``config.data.poses`` set): every image trains at its given pose, kept in the
@@ -162,12 +172,7 @@ class Trainer:
 
     def resume(self, checkpoint_path: Path) -> None:
         state = load_checkpoint(checkpoint_path, map_location=self.device)
-        if state["method"] != self.config.method or state["model_config"] != self.model.checkpoint_config():
-            raise InputError(checkpoint_path, "checkpoint was made with a different method or model configuration")
-        changes = schedule_changes(state["run_config"], self.config)
-        if changes:
-            raise InputError(checkpoint_path, f"checkpoint was trained with other settings ({'; '.join(changes[:3])}): "
-                                              "resume with the flags the run started with")
+        check_resumable(state, checkpoint_path, self.config)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = dict(state["progress"])
