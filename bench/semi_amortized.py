@@ -2,14 +2,14 @@
 images, amortized-only versus refined inference.
 
 Run (DATA is a ``hetacumn simulate`` output: particles.star + truth/):
-    .venv/bin/python bench/semi_amortized.py DATA --method cryoai --variants amortized,refine,search,search+refine \
+    .venv/bin/python bench/semi_amortized.py DATA --methods cryoai,hetacumn --variants amortized,refine,search,search+refine \
         --held-out 500 --epochs 5 --max-minutes 15 --refine-from 6000 --refine-infer 20 --train-args "--marching 1500"
 
 The last ``--held-out`` images are set aside (their own STAR and truth folder); every variant trains on the
 others with ``hetacumn train`` in a child process (wall time and peak memory of that process), is scored on
 its training images with bench/accuracy.py's metrics (poses, confusion, per-class resolution), then infers the
 held-out images three ways: the encoder alone (amortized), ``--refine K`` and ``--search --refine K``. Each
-variant's row is kept in the workdir (``runs/VARIANT.row.json``, with its train flags); the table of all rows
+method's variant's row is kept in the workdir (``runs/METHOD_VARIANT.row.json``, with its train flags); the table of all rows
 there replaces this script's section of BENCHMARKS.md, so variants may be run (again) one at a time.
 """
 
@@ -36,13 +36,17 @@ from hetacumn.metrics.pose import rotation_errors
 def heading(data: Path, tag: str) -> str:
     """This script's section of BENCHMARKS.md for one dataset (and tag)."""
     return f"## Semi-amortized inference and refinement (bench/semi_amortized.py, {data.name}{' ' + tag if tag else ''})"
-VARIANTS = {
-    "amortized": lambda a: [],
-    "multihead": lambda a: ["--hypotheses", str(a.heads)],
-    "refine": lambda a: ["--refine-from", str(a.refine_from)],
-    "multihead+refine": lambda a: ["--hypotheses", str(a.heads), "--refine-from", str(a.refine_from)],
-    "search": lambda a: ["--pose-search", "1000000000"],
+
+
+VARIANTS = {  # every variant names its search and refinement flags: train's defaults (search, refine) change
+    "amortized": lambda a: ["--pose-search", "0"],
+    "multihead": lambda a: ["--pose-search", "0", "--hypotheses", str(a.heads)],
+    "refine": lambda a: ["--pose-search", "0", "--refine-from", str(a.refine_from)],
+    "multihead+refine": lambda a: ["--pose-search", "0", "--hypotheses", str(a.heads), "--refine-from", str(a.refine_from)],
+    "search": lambda a: ["--pose-search", "1000000000", "--refine-from", "0"],
     "search+refine": lambda a: ["--pose-search", str(a.refine_from), "--refine-from", str(a.refine_from)],
+    "multihead+search+refine": lambda a: ["--hypotheses", str(a.heads), "--pose-search", str(a.refine_from),
+                                          "--refine-from", str(a.refine_from)],
 }
 INFERENCE = {"amortized": [], "refine": ["--refine", "{k}"], "search+refine": ["--search", "--refine", "{k}"]}
 
@@ -81,31 +85,32 @@ def held_out_scores(run: Path, held_out: Path, args: argparse.Namespace) -> dict
     return result
 
 
-def run_variant(variant: str, train_data: Path, held_out: Path, args: argparse.Namespace) -> str:
-    run = args.workdir / "runs" / variant
-    cli = ["train", str(train_data / "particles.star"), "-o", str(run), "--method", args.method, "--overwrite",
+def run_variant(method: str, variant: str, train_data: Path, held_out: Path, args: argparse.Namespace) -> str:
+    name = f"{method}_{variant}"
+    run = args.workdir / "runs" / name
+    cli = ["train", str(train_data / "particles.star"), "-o", str(run), "--method", method, "--overwrite",
            "--epochs", str(args.epochs), "--max-minutes", f"{args.max_minutes:g}", "--device", args.device,
            *VARIANTS[variant](args), *shlex.split(args.train_args)]
     run.parent.mkdir(parents=True, exist_ok=True)
-    wall_s, peak_bytes = run_cli(cli, run.parent / f"{variant}.log")
+    wall_s, peak_bytes = run_cli(cli, run.parent / f"{name}.log")
     scores = score(train_data, run, args)
     inferred = held_out_scores(run, held_out, args)
     cells = [f"{inferred[m]['rotation_deg']:.1f} ({inferred[m]['ms_per_image']:.2g} ms)" for m in INFERENCE]
     confusion = "n/a" if "confusion" not in scores else f"{scores['confusion']:.3f}"
     resolutions = " / ".join(f"{r:.2f}" for r in scores["resolution_px"])
-    row = (f"| {variant} | `{shlex.join(cli[5:])}` | {scores['rotation_deg']:.1f} | {scores['shift_px']:.2f} | "
+    row = (f"| {method} | {variant} | `{shlex.join(cli[7:])}` | {scores['rotation_deg']:.1f} | {scores['shift_px']:.2f} | "
            f"{confusion} | {resolutions} | {wall_s / 60:.1f} | {peak_bytes / 2**30:.2f} | " + " | ".join(cells) + " |")
-    (run.parent / f"{variant}.row.json").write_text(json.dumps({"row": row, "scores": scores, "held_out": inferred}))
+    (run.parent / f"{name}.row.json").write_text(json.dumps({"row": row, "scores": scores, "held_out": inferred}))
     return row
 
 
 def section(args: argparse.Namespace, rows: list[str], n_train: int) -> str:
     env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     command = f"{env}.venv/bin/python bench/semi_amortized.py {shlex.join(sys.argv[1:])}"
-    header = ("| variant | train flags | train: median rotation error (deg) | train: shift error (px) | confusion | FSC=0.5 "
+    header = ("| method | variant | train flags | train: median rotation error (deg) | train: shift error (px) | confusion | FSC=0.5 "
               "resolution per class (px) | train wall (min) | peak memory (GiB) | held-out amortized (deg, cost "
               f"per image) | held-out --refine {args.refine_infer} | held-out --search --refine {args.refine_infer} |"
-              "\n" + "|---" * 11 + "|")
+              "\n" + "|---" * 12 + "|")
     data = (f"Data: `{args.data}` ({args.box} px): {n_train} training images, the last {args.held_out} held out. "
             f"Rows: every variant run in the workdir so far (`{args.workdir}`), each with its own train flags.")
     machine = f"Machine: {machine_line(args.device)}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}."
@@ -117,7 +122,7 @@ def section(args: argparse.Namespace, rows: list[str], n_train: int) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", type=Path)
-    parser.add_argument("--method", default="hetacumn")
+    parser.add_argument("--methods", default="hetacumn", type=lambda s: s.split(","), help="comma-separated presets")
     parser.add_argument("--variants", default=",".join(VARIANTS), type=lambda s: s.split(","))
     parser.add_argument("--held-out", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=5)
@@ -142,8 +147,9 @@ def main() -> int:
     args.box = load_particles(args.data / "particles.star").box_size
     args.workdir = args.workdir / (args.data.name + (f"_{args.tag}" if args.tag else ""))
     train_data, held_out = split(args.data, args.held_out, args.workdir)
-    for variant in args.variants:
-        print(run_variant(variant, train_data, held_out, args), flush=True)
+    for method in args.methods:
+        for variant in args.variants:
+            print(run_variant(method, variant, train_data, held_out, args), flush=True)
     rows = [json.loads(p.read_text())["row"] for p in sorted((args.workdir / "runs").glob("*.row.json"))]
     n_train = len(load_particles(train_data / "particles.star"))
     write_section(args.benchmarks, section(args, rows, n_train), heading(args.data, args.tag))
