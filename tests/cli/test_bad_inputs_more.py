@@ -156,6 +156,20 @@ def test_checkpoint_of_another_box_size(trained, tmp_path, capsys):
     run_bad_input(capsys, tmp_path, argv, star, rf"box size 20 px does not match the checkpoint's 16 px \({checkpoint}\)$")
 
 
+@pytest.mark.parametrize("command", ["train", "reconstruct"])
+def test_odd_box_names_the_remedy(project, capsys, command):
+    write_stack(project / "odd.mrcs", count=2, shape=(BOX + 1, BOX + 1))
+    star = write_star(project / "odd.star", ["1@odd.mrcs", "2@odd.mrcs"])
+    argv = [command, star, "-o", project / ("run" if command == "train" else "odd.mrc"), "--device", "cpu"]
+    run_bad_input(capsys, project, argv, star, rf"the box of {BOX + 1} px is odd; the Fourier grids need an even box: "
+                  rf"hetacumn downsample {star} -D {BOX} -o even.mrcs --star even.star, then use even.star$")
+    small = project / "even.star"
+    assert main(["downsample", str(star), "-D", str(BOX), "-o", str(project / "even.mrcs"), "--star", str(small)]) == 0
+    with mrcfile.open(project / "even.mrcs") as even:
+        assert even.data.shape == (2, BOX, BOX)
+        assert float(even.voxel_size.x) == pytest.approx(PIXEL_SIZE_ANGSTROM * (BOX + 1) / BOX, rel=1e-5)
+
+
 def test_resume_with_another_method(trained, capsys):
     run = trained / "run"
     argv = ["train", trained / "sim" / "particles.star", "-o", run, "--resume", "--method", "hetacumn",

@@ -34,6 +34,7 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("--refine", f"must be 0 or more steps, got {args.refine}")
     particles = load_particles(args.particles, datadir=args.datadir)
     particles.require_ctf()
+    particles.require_even_box()
     infer_particles(args.checkpoint, particles, args.outdir, str(parse_device(args.device)), args.batch_size,
                     overwrite=args.overwrite, search=args.search, refine_steps=args.refine)
     return 0

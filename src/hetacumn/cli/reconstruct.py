@@ -55,6 +55,7 @@ def main(args: argparse.Namespace) -> int:
     particles = load_particles(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf)
     if particles.poses is None:
         raise InputError(args.particles, "no poses in this file: give them with --poses pose.pkl")
+    particles.require_even_box()
     use_ctf = not args.no_ctf
     if use_ctf:
         particles.require_ctf()

@@ -154,6 +154,7 @@ def main(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     particles = load_particles(args.particles, datadir=args.datadir, poses=args.poses)
     particles.require_ctf()
+    particles.require_even_box()
     if args.train_subset > len(particles):
         raise InputError(args.particles, f"--train-subset {args.train_subset} exceeds the {len(particles)} images")
     config = build_config(args, particles.box_size)

@@ -114,6 +114,14 @@ class ParticleSet:
             raise InputError(self.path, f"no CTF parameters ({self.ctf_problem or 'absent'})")
         return self.ctf
 
+    def require_even_box(self) -> int:
+        """The box size; raises InputError naming the file, with the remedy, when it is odd."""
+        if self.box_size % 2:
+            raise InputError(self.path, f"the box of {self.box_size} px is odd; the Fourier grids need an even box: "
+                                        f"hetacumn downsample {self.path} -D {self.box_size - 1} -o even.mrcs "
+                                        "--star even.star, then use even.star")
+        return self.box_size
+
     def subset(self, indices) -> ParticleSet:
         """The particles at ``indices`` (int array, boolean mask or slice), in that order."""
         idx = _as_indices(indices, len(self))

@@ -22,7 +22,7 @@ def fourier_crop(images: torch.Tensor, new_size: int) -> torch.Tensor:
 
     Parameters
     ----------
-    images : (..., D, D) real tensor, ``D`` even, box centre at index ``D // 2``.
+    images : (..., D, D) real tensor, box centre at index ``D // 2`` (``D`` may be odd).
     new_size : int
         Output side ``d``, even, ``2 <= d <= D``.
 
@@ -36,13 +36,15 @@ def fourier_crop(images: torch.Tensor, new_size: int) -> torch.Tensor:
     -----
     The kept block runs from frequency ``-d/2`` to ``d/2 - 1``; taking the real part of the inverse
     transform gives the new Nyquist row and column the mean of the ``-d/2`` and ``+d/2`` coefficients
-    of the original, the symmetric choice for a real image.
+    of the original, the symmetric choice for a real image (for odd ``D`` the ``+d/2`` coefficient is
+    not in the block and the Nyquist row keeps the real part of the ``-d/2`` one).
     """
     box = images.shape[-1]
     if images.shape[-2] != box:
         raise ValueError(f"fourier_crop needs square images, got {tuple(images.shape[-2:])}")
-    if box % 2 or new_size % 2 or not 2 <= new_size <= box:
-        raise ValueError(f"fourier_crop needs even sizes with 2 <= new_size <= D, got D = {box}, new_size = {new_size}")
+    if new_size % 2 or not 2 <= new_size <= box:
+        raise ValueError(f"fourier_crop needs an even new_size with 2 <= new_size <= D, got D = {box}, "
+                         f"new_size = {new_size}")
     start = box // 2 - new_size // 2
     cropped = fft2_centered(images)[..., start : start + new_size, start : start + new_size]
     return ifft2_centered(cropped).real * (new_size / box) ** 2
