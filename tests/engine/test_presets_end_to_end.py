@@ -32,6 +32,9 @@ def test_preset_train_infer_volume(method, tiny_dataset, tiny_particles, tmp_pat
     assert load_config(run / "config.json") == config
     records = [json.loads(line) for line in open(run / "metrics.jsonl")]
     assert records[-1]["images_seen"] == 256 and records[-1]["images_per_s"] > 0
+    log_text = (run / "run.log").read_text()
+    assert f"schedule: {method}, 1 epochs of 256 images (256 images); poses from the encoder" in log_text
+    assert "epoch 1/1: loss " in log_text and "256 images seen" in log_text
     if method == "cryoai":
         assert not (run / "z.npy").exists() and result.z is None
     else:

@@ -38,7 +38,11 @@ log = logging.getLogger(__name__)
 def _log_to_file(outdir: Path) -> logging.Handler:
     handler = logging.FileHandler(outdir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setLevel(logging.INFO)
     logging.getLogger().addHandler(handler)
+    package = logging.getLogger("hetacumn")
+    if package.getEffectiveLevel() > logging.INFO:  # used as a library, without the CLI's logging set-up
+        package.setLevel(logging.INFO)
     return handler
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hetacumn.config.describe import describe_schedule
 from hetacumn.config.schema import RunConfig
 from hetacumn.data.images import ParticleImages
 from hetacumn.data.order import epoch_order
@@ -72,6 +73,16 @@ def schedule_changes(saved: RunConfig, current: RunConfig) -> list[str]:
     pairs["data.poses"] = (saved.data.poses, current.data.poses)
     pairs["train.marching_images_per_px"] = (saved.train.marching_images_per_px, current.train.marching_images_per_px)
     return [f"{name}: {old!r} -> {new!r}" for name, (old, new) in pairs.items() if old != new]
+
+
+def epoch_summary(records: list[dict]) -> str:
+    """The mean loss and rate of an epoch's metric records, where its radius and images seen ended."""
+    summary = (f"loss {np.mean([r['loss'] for r in records]):.4g}, "
+               f"{np.mean([r['images_per_s'] for r in records]):.0f} images/s, radius {records[-1]['radius_px']:g} px, "
+               f"{records[-1]['images_seen']:,} images seen")
+    if any("kl" in r for r in records):
+        summary += f", KL {np.mean([r['kl'] for r in records if 'kl' in r]):.3g}"
+    return summary
 
 
 def check_resumable(state: dict, checkpoint_path: Path, config: RunConfig) -> None:
@@ -265,6 +276,9 @@ class Trainer:
         window_start, window_images = time.time(), 0
         next_checkpoint = (self.progress["images_seen"] // t.checkpoint_every_images + 1) * t.checkpoint_every_images
         deadline = time.time() + 60 * t.max_minutes if t.max_minutes > 0 else math.inf
+        if main:
+            log.info("schedule: %s", describe_schedule(self.config, len(self.indices)))
+        stage, epoch_records = self.stage(), []
         try:
             while self.progress["epoch"] < t.epochs and not self._out_of_time(deadline):
                 chunk_images = 0 if self.data.in_memory else self.data.chunk_images  # out of core: shuffle buffer
@@ -272,6 +286,9 @@ class Trainer:
                 start = self.progress["epoch_images"]
                 while len(order[start:start + size]) >= self.world_size and not self._out_of_time(deadline):
                     batch_index = order[start:start + size]
+                    if main and self.stage() != stage:
+                        stage = self.stage()
+                        log.info("%d images seen: poses now from the %s stage", self.progress["images_seen"], stage)
                     window.append(self.train_step(batch_index))
                     start += len(batch_index)
                     self.progress.update(step=self.progress["step"] + 1, epoch_images=start,
@@ -285,12 +302,16 @@ class Trainer:
                             metrics_file.write(json.dumps(record) + "\n")
                             metrics_file.flush()
                         bar.set_postfix(loss=f"{record['loss']:.4g}", radius=record["radius_px"])
+                        epoch_records.append(record)
                         window, window_start, window_images = [], time.time(), 0
                     if self.progress["images_seen"] >= next_checkpoint:
                         self.checkpoint()
                         next_checkpoint += t.checkpoint_every_images
                 if len(order[start:start + size]) < self.world_size:
                     self.progress.update(epoch=self.progress["epoch"] + 1, step=0, epoch_images=0)
+                    if main and epoch_records:
+                        log.info("epoch %d/%d: %s", self.progress["epoch"], t.epochs, epoch_summary(epoch_records))
+                    epoch_records = []
             if deadline < math.inf and self.progress["epoch"] < t.epochs:
                 log.info("stopped after the %.1f-minute limit at epoch %d, %d images seen", t.max_minutes,
                          self.progress["epoch"] + 1, self.progress["images_seen"])

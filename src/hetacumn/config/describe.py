@@ -1,0 +1,46 @@
+"""A run's schedule in words, for the run log: which stage gives the poses when, and what else changes.
+
+Example usage::
+
+    log.info("schedule: %s", describe_schedule(config, n_train=20_000))
+"""
+
+from __future__ import annotations
+
+from hetacumn.config.schema import RunConfig
+
+
+def describe_schedule(config: RunConfig, n_train: int) -> str:
+    """One line: epochs and images, the pose stages with their image counts, consensus, marching, time limit."""
+    task, train = config.task, config.train
+    total = train.epochs * n_train
+    parts = [f"{config.method}, {train.epochs} epochs of {n_train:,} images ({total:,} images)"]
+    if config.data.poses:
+        refined = f", refined by {task.refine_steps} Adam steps per visit" if task.refine_steps else ""
+        parts.append(f"poses given by {config.data.poses}{refined}")
+    else:
+        parts.append(_pose_stages(config))
+    if config.model.z_mode != "none" and task.consensus_images:
+        parts.append(f"consensus phase (z from the prior) for the first {task.consensus_images:,} images")
+    if task.search_classes > 1 and task.pose_search_images:
+        parts.append(f"{task.search_classes} search classes")
+    if train.marching_images_per_px:
+        parts.append(f"frequency marching from {train.marching_start_px} px, +1 px per "
+                     f"{train.marching_images_per_px:,} images")
+    if train.max_minutes:
+        parts.append(f"time limit {train.max_minutes:g} min")
+    return "; ".join(parts)
+
+
+def _pose_stages(config: RunConfig) -> str:
+    task = config.task
+    search, refine = task.pose_search_images, task.refine_start_images
+    stages = []
+    if search:
+        stages.append(f"poses searched (soft assignment {task.search_soft}) for the first {search:,} images")
+    if refine:
+        stages.append(f"a pose per particle refined by {task.refine_steps} Adam step(s) per visit from {refine:,} "
+                      "images seen")
+    if not refine or refine > search:
+        stages.append("poses from the encoder" + (f" from {search:,} images" if search else " (purely amortized)"))
+    return ", then ".join(stages)

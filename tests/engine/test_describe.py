@@ -1,0 +1,29 @@
+"""The run log's schedule line names each stage with its image counts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hetacumn.config.describe import describe_schedule
+from hetacumn.config.presets import preset, with_search_stage
+
+
+def test_default_schedule_in_words():
+    config = with_search_stage(preset("hetacumn", box_size=64), 40_000)
+    config.train = dataclasses.replace(config.train, epochs=5, max_minutes=20)
+    assert describe_schedule(config, n_train=4000) == (
+        "hetacumn, 5 epochs of 4,000 images (20,000 images); poses searched (soft assignment auto) for the first "
+        "40,000 images, then a pose per particle refined by 1 Adam step(s) per visit from 40,000 images seen; "
+        "consensus phase (z from the prior) for the first 40,000 images; frequency marching from 6 px, +1 px per "
+        "1,500 images; time limit 20 min")
+
+
+def test_amortized_and_given_pose_schedules_in_words():
+    assert describe_schedule(preset("cryoai"), n_train=100) == (
+        "cryoai, 20 epochs of 100 images (2,000 images); poses from the encoder (purely amortized); frequency "
+        "marching from 6 px, +1 px per 20,000 images")
+    given = preset("hetacumn")
+    given.data.poses, given.task.consensus_images, given.task.refine_steps = "run_data.star", 0, 3
+    assert describe_schedule(given, n_train=10).startswith(
+        "hetacumn, 20 epochs of 10 images (200 images); poses given by run_data.star, refined by 3 Adam steps per "
+        "visit; frequency")
