@@ -160,11 +160,6 @@ class Trainer:
     def global_batch_size(self) -> int:
         return self.config.train.batch_size * self.world_size
 
-    @property
-    def steps_per_epoch(self) -> int:
-        n, size = len(self.indices), self.global_batch_size
-        return n // size + (n % size >= self.world_size)
-
     def max_radius(self) -> float:
         return max_radius_px(self.config)
 
@@ -270,7 +265,8 @@ class Trainer:
         main = distributed.is_main()
         metrics_file = open(self.outdir / "metrics.jsonl", "a") if main else None
         size = self.global_batch_size
-        bar = tqdm(total=t.epochs * self.steps_per_epoch * size, initial=self.progress["steps_done"] * size,
+        n_train = len(self.indices)
+        bar = tqdm(total=t.epochs * n_train, initial=self.progress["epoch"] * n_train + self.progress["epoch_images"],
                    unit="img", unit_scale=True, desc=f"training {self.config.method}", disable=not main)
         window: list[dict[str, float]] = []
         window_start, window_images = time.time(), 0
