@@ -10,10 +10,10 @@ from hetacumn.cli.train import add_args, build_config
 from hetacumn.errors import InputError
 
 
-def _config(*flags: str):
+def _config(*flags: str, n_images: int = 5000):
     parser = argparse.ArgumentParser()
     add_args(parser)
-    return build_config(parser.parse_args(["particles.star", "-o", "out", *flags]), box_size=32)
+    return build_config(parser.parse_args(["particles.star", "-o", "out", *flags]), box_size=32, n_images=n_images)
 
 
 def test_stage_flags_set_the_task_config():
@@ -35,6 +35,9 @@ def test_the_default_schedule_searches_then_refines_and_zero_is_the_published_me
     assert (amortized.task.pose_search_images, amortized.task.refine_start_images, amortized.task.consensus_images,
             amortized.train.marching_images_per_px) == (0, 0, 60_000, 20_000)
     assert _config("--marching", "700", "--refine-from", "0").train.marching_images_per_px == 700
+    # every image is searched twice when the set is larger than 20,000 (also when training on a subset of it)
+    assert _config(n_images=90_000).task.pose_search_images == 180_000
+    assert _config("--train-subset", "30000", n_images=90_000).task.refine_start_images == 60_000
 
 
 @pytest.mark.parametrize("flag", ["--pose-search", "--refine-from", "--refine-steps", "--consensus"])

@@ -20,7 +20,7 @@ import dataclasses
 from pathlib import Path
 
 from hetacumn.cli.common import default_device, parse_device
-from hetacumn.config.presets import DEFAULT_SEARCH_IMAGES, METHODS, preset, with_search_stage
+from hetacumn.config.presets import METHODS, default_search_images, preset, with_search_stage
 from hetacumn.engine import distributed
 from hetacumn.engine.run import train
 from hetacumn.engine.trainer import TrainingDiverged
@@ -42,9 +42,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder", choices=["voxel", "rff_mlp", "fouriernet"], help="override the preset's decoder")
     parser.add_argument("--hypotheses", type=int, help="rotation hypotheses of the encoder (default: the preset's)")
     parser.add_argument("--pose-search", type=int, metavar="N",
-                        help=f"ab initio pose search stage for the first N images seen, then per-particle pose "
-                             f"refinement (default {DEFAULT_SEARCH_IMAGES:,}; 0 = purely amortized, the methods as "
-                             f"published)")
+                        help="ab initio pose search stage for the first N images seen, then per-particle pose "
+                             "refinement (default: 40,000 or two passes over the training images, whichever is more; "
+                             "0 = purely amortized, the methods as published)")
     parser.add_argument("--soft-assignment", choices=["auto", "on", "off"],
                         help="search stage: insert each image at its candidate poses weighted by their posterior "
                              "(auto: when the estimated SNR is below 1)")
@@ -75,14 +75,15 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
 
-def build_config(args: argparse.Namespace, box_size: int):
+def build_config(args: argparse.Namespace, box_size: int, n_images: int):
     if args.method not in METHODS:
         raise InputError(None, f"unknown --method {args.method!r}: choose one of {', '.join(METHODS)}")
     if args.zdim < 1 and args.method != "cryoai":
         raise InputError("--zdim", f"must be at least 1 for the heterogeneous method {args.method}")
     config = preset(args.method, box_size=box_size, zdim=args.zdim, device=args.device)
     if not args.poses:
-        search = DEFAULT_SEARCH_IMAGES if args.pose_search is None else args.pose_search
+        n_train = min(args.train_subset, n_images) if args.train_subset > 0 else n_images
+        search = default_search_images(n_train) if args.pose_search is None else args.pose_search
         config = with_search_stage(config, max(search, 0))
     train_overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                          "seed": args.seed, "train_subset": args.train_subset,
@@ -157,7 +158,7 @@ def _train(args: argparse.Namespace) -> int:
     particles.require_even_box()
     if args.train_subset > len(particles):
         raise InputError(args.particles, f"--train-subset {args.train_subset} exceeds the {len(particles)} images")
-    config = build_config(args, particles.box_size)
+    config = build_config(args, particles.box_size, len(particles))
     if args.resume:
         outdir = Path(args.outdir)
         if not (outdir / "checkpoint.pt").is_file():

@@ -67,6 +67,12 @@ DEFAULT_SEARCH_IMAGES = 40_000  # 64 px, SNR 0.1: 11.8 deg after search then ref
 SEARCH_MARCHING_IMAGES_PER_PX = 1500  # fast enough to reach Nyquist of a 64-px box within the search stage
 
 
+def default_search_images(n_train: int) -> int:
+    """40,000 images, or two passes over the training images when that is more: the refinement stage only
+    polishes poses, so every image must have been searched, once against a reference already formed."""
+    return max(DEFAULT_SEARCH_IMAGES, 2 * n_train)
+
+
 def with_search_stage(config: RunConfig, search_images: int = DEFAULT_SEARCH_IMAGES) -> RunConfig:
     """``config`` with the ab initio schedule: poses searched against a running backprojection for the first
     ``search_images`` images (the encoder learns them), then a pose per particle refined by one Adam step per
