@@ -7,6 +7,7 @@ import builtins
 import errno
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import mrcfile
@@ -15,6 +16,8 @@ import pytest
 import torch
 
 from hetacumn.cli.main import main
+from hetacumn.config.io import load_config
+from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.io.mrc import write_mrc
 from hetacumn.simulate.dataset import SimulationConfig, simulate_dataset
 from tests.cli.helpers import BOX, PIXEL_SIZE_ANGSTROM, run_bad_input, write_stack, write_star
@@ -178,13 +181,25 @@ def test_resume_with_another_method(trained, capsys):
                   r"checkpoint was made with a different method or model configuration$")
 
 
+def test_resume_for_more_epochs_keeps_the_default_search_length(trained, tmp_path):
+    """The default search length depends on the epochs asked for; a resumed run keeps the one it started with."""
+    run = tmp_path / "run"
+    shutil.copytree(trained / "run", run)
+    argv = ["train", trained / "sim" / "particles.star", "-o", run, "--resume", "--method", "cryoai",
+            "--epochs", "3", "--batch-size", "8", "--device", "cpu"]
+    assert main([str(arg) for arg in argv]) == 0
+    config = load_config(run / "config.json")
+    assert (config.task.pose_search_images, config.task.refine_start_images, config.train.epochs) == (4, 4, 3)
+    assert load_checkpoint(run / "checkpoint.pt")["progress"]["images_seen"] == 24
+
+
 def test_resume_with_another_schedule(trained, capsys):
     run = trained / "run"
     argv = ["train", trained / "sim" / "particles.star", "-o", run, "--resume", "--method", "cryoai",
             "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--pose-search", "100"]
     run_bad_input(capsys, trained, argv, run / "checkpoint.pt",
-                  r"checkpoint was trained with other settings \(task.pose_search_images: 40000 -> 100; "
-                  r"task.refine_start_images: 40000 -> 100\): resume with the flags the run started with$")
+                  r"checkpoint was trained with other settings \(task.pose_search_images: 4 -> 100; "
+                  r"task.refine_start_images: 4 -> 100\): resume with the flags the run started with$")
 
 
 def test_unknown_method(trained, capsys):

@@ -38,6 +38,8 @@ def test_the_default_schedule_searches_then_refines_and_zero_is_the_published_me
     # every image is searched twice when the set is larger than 20,000 (also when training on a subset of it)
     assert _config(n_images=90_000).task.pose_search_images == 180_000
     assert _config("--train-subset", "30000", n_images=90_000).task.refine_start_images == 60_000
+    # ... and the search takes at most half of the run
+    assert _config("--epochs", "10", n_images=3000).task.pose_search_images == 15_000
 
 
 @pytest.mark.parametrize("flag", ["--pose-search", "--refine-from", "--refine-steps", "--consensus"])

@@ -22,6 +22,7 @@ from pathlib import Path
 from hetacumn.cli.common import default_device, parse_device
 from hetacumn.config.presets import METHODS, default_search_images, preset, with_search_stage
 from hetacumn.engine import distributed
+from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.engine.run import train
 from hetacumn.engine.trainer import TrainingDiverged
 from hetacumn.errors import InputError
@@ -43,8 +44,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hypotheses", type=int, help="rotation hypotheses of the encoder (default: the preset's)")
     parser.add_argument("--pose-search", type=int, metavar="N",
                         help="ab initio pose search stage for the first N images seen, then per-particle pose "
-                             "refinement (default: 40,000 or two passes over the training images, whichever is more; "
-                             "0 = purely amortized, the methods as published)")
+                             "refinement (default: 40,000 or two passes over the training images, whichever is more, "
+                             "at most half of the run; 0 = purely amortized, the methods as published)")
     parser.add_argument("--soft-assignment", choices=["auto", "on", "off"],
                         help="search stage: insert each image at its candidate poses weighted by their posterior "
                              "(auto: when the estimated SNR is below 1)")
@@ -75,7 +76,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
 
-def build_config(args: argparse.Namespace, box_size: int, n_images: int):
+def build_config(args: argparse.Namespace, box_size: int, n_images: int, default_search: int | None = None):
+    """The run configuration from the flags; ``default_search`` (a resumed run's) replaces the default
+    length of the search stage."""
     if args.method not in METHODS:
         raise InputError(None, f"unknown --method {args.method!r}: choose one of {', '.join(METHODS)}")
     if args.zdim < 1 and args.method != "cryoai":
@@ -83,7 +86,12 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int):
     config = preset(args.method, box_size=box_size, zdim=args.zdim, device=args.device)
     if not args.poses:
         n_train = min(args.train_subset, n_images) if args.train_subset > 0 else n_images
-        search = default_search_images(n_train) if args.pose_search is None else args.pose_search
+        if args.pose_search is not None:
+            search = args.pose_search
+        elif default_search is not None:
+            search = default_search
+        else:
+            search = default_search_images(n_train, args.epochs or config.train.epochs)
         config = with_search_stage(config, max(search, 0))
     train_overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                          "seed": args.seed, "train_subset": args.train_subset,
@@ -158,15 +166,15 @@ def _train(args: argparse.Namespace) -> int:
     particles.require_even_box()
     if args.train_subset > len(particles):
         raise InputError(args.particles, f"--train-subset {args.train_subset} exceeds the {len(particles)} images")
-    config = build_config(args, particles.box_size, len(particles))
+    resumed_search = None  # a resumed run keeps its default search length (it depends on the epochs asked for)
     if args.resume:
         outdir = Path(args.outdir)
         if not (outdir / "checkpoint.pt").is_file():
             raise InputError(outdir / "checkpoint.pt", "no checkpoint to resume from")
-    elif distributed.is_main():
-        outdir = prepare_output_dir(args.outdir, args.overwrite)
-    else:
-        outdir = Path(args.outdir)
+        resumed_search = load_checkpoint(outdir / "checkpoint.pt")["run_config"].task.pose_search_images
+    config = build_config(args, particles.box_size, len(particles), resumed_search)
+    if not args.resume:
+        outdir = prepare_output_dir(args.outdir, args.overwrite) if distributed.is_main() else Path(args.outdir)
     distributed.barrier()  # the output folder is ready before any process trains
     try:
         train(config, particles, outdir, resume=args.resume)

@@ -67,10 +67,11 @@ DEFAULT_SEARCH_IMAGES = 40_000  # 64 px, SNR 0.1: 11.8 deg after search then ref
 SEARCH_MARCHING_IMAGES_PER_PX = 1500  # fast enough to reach Nyquist of a 64-px box within the search stage
 
 
-def default_search_images(n_train: int) -> int:
-    """40,000 images, or two passes over the training images when that is more: the refinement stage only
-    polishes poses, so every image must have been searched, once against a reference already formed."""
-    return max(DEFAULT_SEARCH_IMAGES, 2 * n_train)
+def default_search_images(n_train: int, epochs: int) -> int:
+    """40,000 images, or two passes over the training images when that is more (the refinement stage only
+    polishes poses, so every image must have been searched once against a reference already formed), but
+    at most half of the run's images (the second half learns the conformations at refined poses)."""
+    return min(max(DEFAULT_SEARCH_IMAGES, 2 * n_train), epochs * n_train // 2)
 
 
 def with_search_stage(config: RunConfig, search_images: int = DEFAULT_SEARCH_IMAGES) -> RunConfig:
