@@ -140,6 +140,9 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
     data = ParticleImages(particles, config.data.mask_radius_fraction, scale=config.data.scale or None)
     task = ImageReconstructionTask(config.task, config.model.z_mode)
     searcher = pose_search_from_config(config.task, config.model.shift_range_px) if search else None
+    if not search and config.task.pose_search_images > 0:
+        log.info("poses from the encoder alone (amortized); this run was trained with a search stage, whose "
+                 "poses --search reproduces against the decoder (more accurate, slower; BENCHMARKS.md)")
     result = infer(model, data, task, max_radius_px(config), torch.device(device), batch_size, searcher, refine_steps)
     write_results(outdir, particles, result, model)
     cost = {"images": len(result.rotations), "device": str(device), "refine_steps": refine_steps,
