@@ -97,3 +97,31 @@ def test_a_class_without_images_in_the_batch_keeps_its_reference():
     before = reference.accumulator.sums.clone()
     reference.add_images(torch.zeros(0, BOX, BOX), None, torch.zeros(0, 3, 3), None)
     assert torch.equal(reference.accumulator.sums, before)
+
+
+def test_the_search_compares_raw_images_while_warm_up_low_passes_the_decoder_target():
+    """acehetem's warm-up labeling must not reach the search: its references are made of raw images."""
+    config = TaskConfig(pose_search_images=3000, warmup_images=50_000)
+    image_task = ImageReconstructionTask(config, "variational")
+    task = PoseSearchTask(config, image_task, 4.0, BOX, "cpu", 10.0)
+    volume = torch.as_tensor(toy_molecule(BOX, 4.0)).float()
+    task.consensus = _FixedReference(volume)
+    images = render_images(volume, random_rotations(4, generator=torch.Generator().manual_seed(1)))
+    batch = type("Batch", (), {"images": images, "images_ft": fft2_centered(images)})()
+    half = HalfPlane.build(BOX, 10)
+    context = StepContext(half, None, images_seen=100, generator=torch.Generator().manual_seed(3))
+    seen = []
+
+    def record(batch, target, context):
+        seen.append(target)
+        raise StopIteration
+
+    task.search_and_add = record
+    try:
+        task.step(None, batch, context)
+    except StopIteration:
+        pass
+    raw = half.gather(batch.images_ft)
+    assert torch.equal(seen[0], raw)
+    low_passed = half.gather(image_task.target(batch.images_ft, context))  # what the decoder is fitted to
+    assert float((low_passed - raw).abs().max()) > 0.1 * float(raw.abs().max())

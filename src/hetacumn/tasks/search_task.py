@@ -257,10 +257,12 @@ class PoseSearchTask:
 
     def step(self, model: HetModel, batch: Batch, context: StepContext) -> StepOutput:
         half = context.half_plane
-        target = half.gather(self.image_task.target(batch.images_ft, context))
         if self.consensus.empty:
             self._seed(batch, context.generator)
-        rotation, shift_px, labels = self.search_and_add(batch, target, context)
+        # the search compares the raw images with references made of raw images; warm-up labeling (acehetem)
+        # low-passes only the decoder's target (searched against low-passed targets: 48.5 deg against 8 deg)
+        rotation, shift_px, labels = self.search_and_add(batch, half.gather(batch.images_ft), context)
+        target = half.gather(self.image_task.target(batch.images_ft, context))
         enc = model.encode(batch.images)
         anchors = None if labels is None else class_anchors(len(self.references), enc.z_mu)
         z_target = None if anchors is None else anchors[labels]
