@@ -75,11 +75,11 @@ def schedule_changes(saved: RunConfig, current: RunConfig) -> list[str]:
     return [f"{name}: {old!r} -> {new!r}" for name, (old, new) in pairs.items() if old != new]
 
 
-def epoch_summary(records: list[dict]) -> str:
-    """The mean loss and rate of an epoch's metric records, where its radius and images seen ended."""
+def epoch_summary(records: list[dict], images_seen: int) -> str:
+    """The mean loss and rate of an epoch's metric records, the radius its last record had, images seen."""
     summary = (f"loss {np.mean([r['loss'] for r in records]):.4g}, "
                f"{np.mean([r['images_per_s'] for r in records]):.0f} images/s, radius {records[-1]['radius_px']:g} px, "
-               f"{records[-1]['images_seen']:,} images seen")
+               f"{images_seen:,} images seen")
     if any("kl" in r for r in records):
         summary += f", KL {np.mean([r['kl'] for r in records if 'kl' in r]):.3g}"
     return summary
@@ -306,7 +306,8 @@ class Trainer:
                 if len(order[start:start + size]) < self.world_size:
                     self.progress.update(epoch=self.progress["epoch"] + 1, step=0, epoch_images=0)
                     if main and epoch_records:
-                        log.info("epoch %d/%d: %s", self.progress["epoch"], t.epochs, epoch_summary(epoch_records))
+                        summary = epoch_summary(epoch_records, self.progress["images_seen"])
+                        log.info("epoch %d/%d: %s", self.progress["epoch"], t.epochs, summary)
                     epoch_records = []
             if deadline < math.inf and self.progress["epoch"] < t.epochs:
                 log.info("stopped after the %.1f-minute limit at epoch %d, %d images seen", t.max_minutes,
