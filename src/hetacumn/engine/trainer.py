@@ -305,6 +305,9 @@ class Trainer:
                         next_checkpoint += t.checkpoint_every_images
                 if len(order[start:start + size]) < self.world_size:
                     self.progress.update(epoch=self.progress["epoch"] + 1, step=0, epoch_images=0)
+                    if window:  # the steps since the last metric record count too (short epochs have none)
+                        rate = window_images / max(time.time() - window_start, 1e-9)
+                        epoch_records.append(self._log_record(window, rate))
                     if main and epoch_records:
                         summary = epoch_summary(epoch_records, self.progress["images_seen"])
                         log.info("epoch %d/%d: %s", self.progress["epoch"], t.epochs, summary)
