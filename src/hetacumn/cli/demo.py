@@ -59,8 +59,7 @@ def demo_config(args: argparse.Namespace):
     enough to reach Nyquist within the search stage."""
     config = with_search_stage(preset("hetacumn", box_size=args.box, device=args.device), args.search_images)
     config.train = dataclasses.replace(config.train, epochs=args.epochs, max_minutes=args.max_minutes, seed=args.seed)
-    config.task = dataclasses.replace(config.task, search_classes=2)
-    config.task = dataclasses.replace(config.task, consensus_images=split_images(config.task))
+    config.task = dataclasses.replace(config.task, search_classes=2, consensus_images=split_images(config.task))
     return config
 
 

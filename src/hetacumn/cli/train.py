@@ -85,12 +85,12 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
         raise InputError("--zdim", f"must be at least 1 for the heterogeneous method {args.method}")
     config = preset(args.method, box_size=box_size, zdim=args.zdim, device=args.device)
     if not args.poses:
-        n_train = min(args.train_subset, n_images) if args.train_subset > 0 else n_images
         if args.pose_search is not None:
             search = args.pose_search
         elif default_search is not None:
             search = default_search
         else:
+            n_train = min(args.train_subset, n_images) if args.train_subset > 0 else n_images
             search = default_search_images(n_train, args.epochs or config.train.epochs)
         config = with_search_stage(config, max(search, 0))
     train_overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,

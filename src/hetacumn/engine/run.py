@@ -82,12 +82,13 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
         if particles.poses is None:
             raise InputError(config.data.poses, "training at given poses, but the particles carry none")
         given_poses = particles.poses
-    if resume:  # before the Trainer, which recreates the run's pose table
-        checkpoint = outdir / "checkpoint.pt"
-        check_resumable(load_checkpoint(checkpoint, map_location="cpu"), checkpoint, config)
+    checkpoint = outdir / "checkpoint.pt"
+    state = load_checkpoint(checkpoint, map_location="cpu") if resume else None
+    if state is not None:  # checked before the Trainer, which recreates the run's pose table
+        check_resumable(state, checkpoint, config)
     trainer = Trainer(config, data, outdir, given_poses)
-    if resume:
-        trainer.resume(outdir / "checkpoint.pt")
+    if state is not None:
+        trainer.resume(checkpoint, state)
     if not distributed.is_main():  # no barrier after: a long inference would outlast NCCL's timeout
         trainer.fit()
         return None

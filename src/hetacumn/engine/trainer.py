@@ -176,8 +176,9 @@ class Trainer:
             self._half_planes[radius] = HalfPlane.build(self.config.model.box_size, radius, device=self.device)
         return self._half_planes[radius]
 
-    def resume(self, checkpoint_path: Path) -> None:
-        state = load_checkpoint(checkpoint_path, map_location=self.device)
+    def resume(self, checkpoint_path: Path, state: dict | None = None) -> None:
+        """Continue from ``checkpoint_path``; ``state``: its contents, when the caller has loaded them already."""
+        state = load_checkpoint(checkpoint_path, map_location=self.device) if state is None else state
         check_resumable(state, checkpoint_path, self.config)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -273,7 +274,7 @@ class Trainer:
         next_checkpoint = (self.progress["images_seen"] // t.checkpoint_every_images + 1) * t.checkpoint_every_images
         deadline = time.time() + 60 * t.max_minutes if t.max_minutes > 0 else math.inf
         if main:
-            log.info("schedule: %s", describe_schedule(self.config, len(self.indices)))
+            log.info("schedule: %s", describe_schedule(self.config, n_train))
         stage, epoch_records = self.stage(), []
         try:
             while self.progress["epoch"] < t.epochs and not self._out_of_time(deadline):
