@@ -21,8 +21,10 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,11 +177,15 @@ def train_ours(data: Path, method: str, args: argparse.Namespace) -> Run:
     return run
 
 
+PREPARE_LOCK = threading.Lock()  # with --jobs, two cryoDRGN methods of one dataset would parse its inputs at once
+
+
 def train_cryodrgn(data: Path, method: str, args: argparse.Namespace) -> Run:
     """One cryoDRGN child stopped at the largest budget; its per-epoch checkpoints are the snapshots."""
     run = Run(method, data, args.workdir / "runs" / f"{data.name}_{method}")
     run.folder.parent.mkdir(parents=True, exist_ok=True)
-    run.inputs = drgn.prepare_inputs(data, args.box, checked)
+    with PREPARE_LOCK:
+        run.inputs = drgn.prepare_inputs(data, args.box, checked)
     shutil.rmtree(run.folder, ignore_errors=True)
     command = drgn.train_command(method, run.inputs, run.folder, args.seed, args.smoke)
     child = checked(command, run.folder.parent / f"{run.folder.name}.log", budget_s=max(args.budgets) * 60)
@@ -326,6 +332,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--amortization-methods", default=f"{OURS},cryodrgn-abinit-het,cryodrgn-train_vae")
     parser.add_argument("--max-scored", type=int, default=0, help="checkpoints scored per run (0: every one)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of every process")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="methods trained at once (e.g. --jobs 2 --threads 1: two methods side by side, a core each)")
+    parser.add_argument("--tag", default="", help="results file and BENCHMARKS.md section of their own")
     parser.add_argument("--box", type=int, default=64)
     parser.add_argument("--snr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
@@ -352,27 +361,32 @@ def main() -> int:
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)
     versions = drgn.ensure_venv()
-    runs, main_runs, inputs_checks = {}, [], {}
-    for name in args.datasets:
-        data = simulate(name, args)
-        for method in args.methods:
-            run = None
-            try:
-                run = runs[(data.name, method)] = train_and_score(data, method, args)
-                if run.inputs is not None:
-                    inputs_checks[data.name] = run.inputs
-            except RUN_ERRORS:
-                traceback.print_exc()
-            main_runs.append((name, data, method, run))
-            print(report.run_rows(name, data, method, run, args), flush=True)
+    runs, inputs_checks = {}, {}
+    jobs = [(name, simulate(name, args), method) for name in args.datasets for method in args.methods]
+
+    def train_job(job: tuple) -> tuple:
+        name, data, method = job
+        run = None
+        try:
+            run = runs[(data.name, method)] = train_and_score(data, method, args)
+            if run.inputs is not None:
+                inputs_checks[data.name] = run.inputs
+        except RUN_ERRORS:
+            traceback.print_exc()
+        print(report.run_rows(name, data, method, run, args), flush=True)
+        return name, data, method, run
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        main_runs = list(pool.map(train_job, jobs))
     amortized = amortization(runs, args) if args.amortization_methods else []
     bound = flops.flop_bound(args.box, args.threads)
     body = report.section(args, main_runs, amortized, bound, inputs_checks, versions)
-    (args.workdir / "results.json").write_text(json.dumps(report.as_json(runs, amortized, bound), indent=2) + "\n")
+    results = args.workdir / f"results{'_' + args.tag if args.tag else ''}.json"
+    results.write_text(json.dumps(report.as_json(runs, amortized, bound), indent=2) + "\n")
     if args.smoke:
         print(body)
     else:
-        report.write_section(args.benchmarks, body)
+        report.write_section(args.benchmarks, body, args)
     return 0
 
 

@@ -164,8 +164,9 @@ def section(args, main_runs: list[tuple], amortized: list[dict], bound: dict, in
                 f"{DEFOCUS_MIN_ANGSTROM / 1e4:.1f}-{DEFOCUS_MAX_ANGSTROM / 1e4:.1f} µm, shifts ±{SHIFT_PX} px")
     accuracy_rows = [run_rows(name, data, method, run, args) for name, data, method, run in main_runs]
     cost_rows = [cost_row(name, method, run, args) for name, _, method, run in main_runs]
-    lines = [SECTION, f"Command: `{command}`",
-             (f"Budgets {', '.join(f'{b:g}' for b in args.budgets)} min, {args.threads} threads per process. "
+    lines = [section_title(args), f"Command: `{command}`",
+             (f"Budgets {', '.join(f'{b:g}' for b in args.budgets)} min, {args.threads} threads per process, "
+              f"{args.jobs} {'method trains' if args.jobs == 1 else 'methods train'} at a time. "
              f"Datasets: {datasets}."),
              f"Machine: {machine_line('cpu')}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}.",
              "Accuracy at each budget (the last checkpoint within it):", "\n".join([ACCURACY_HEADER, *accuracy_rows]),
@@ -177,8 +178,13 @@ def section(args, main_runs: list[tuple], amortized: list[dict], bound: dict, in
     return "\n\n".join(lines) + "\n"
 
 
-def write_section(path: Path, body: str) -> None:
-    accuracy.write_section(path, body, SECTION)
+def section_title(args) -> str:
+    """This script's section of BENCHMARKS.md; a run with ``--tag`` gets its own."""
+    return SECTION if not args.tag else f"{SECTION[:-1]}, {args.tag})"
+
+
+def write_section(path: Path, body: str, args) -> None:
+    accuracy.write_section(path, body, section_title(args))
 
 
 def as_json(runs: dict, amortized: list[dict], bound: dict) -> dict:
