@@ -9,8 +9,10 @@ run's pose table) supplies the poses of the images it holds; only the others are
 The seconds spent in each part are returned, so every command can report its cost per image.
 
 With a symmetrized loss the encoder was trained to be right on the better of the two paths, so each
-image is decoded on both and the path that explains it better is kept, exactly as in training (the
-image task run without gradients, with z at the posterior mean).
+image is decoded on both and the path that explains it better is kept, as in training (the image task
+run without gradients, with z at the posterior mean). The two paths differ by an in-plane half turn (or
+a mirror), which the low frequencies decide: they are compared within ``CHOICE_RADIUS_PX``, where the
+decoder costs a fraction of the full radius (BENCHMARKS.md, "Amortized inference").
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from hetacumn.tasks.refine import (
 )
 from hetacumn.tasks.search import PoseSearch
 
+CHOICE_RADIUS_PX = 12.0  # frequencies (px) that choose between the symmetrized paths
+
 
 @dataclass
 class Inference:
@@ -51,9 +55,10 @@ class Inference:
 
 def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, radius_px: float,
           device: torch.device, batch_size: int = 256, search: PoseSearch | None = None, refine_steps: int = 0,
-          known: PoseTable | None = None) -> Inference:
+          known: PoseTable | None = None, choice_radius_px: float = CHOICE_RADIUS_PX) -> Inference:
     model.eval()
     half = HalfPlane.build(data.box_size, radius_px, device=device)
+    choice = HalfPlane.build(data.box_size, min(radius_px, choice_radius_px), device=device)
     z_mean = None if model.zdim == 0 else torch.zeros(model.zdim, device=device)
     on_grid = search is not None or (refine_steps > 0 and model.zdim == 0)
     volume_ft = model.fourier_volume(z_mean, max_radius_px=radius_px + 2) if on_grid else None
@@ -66,8 +71,10 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
         index = np.arange(start, min(start + batch_size, n))
         batch = data.batch(index, device)
         context = StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), 0, generator, deterministic=True)
+        choice_context = StepContext(choice, ctf_at(choice, batch.ctf, batch.pixel_size_angstrom), 0, generator,
+                                     deterministic=True)
         with _timed(seconds, "encoder", device), torch.no_grad():
-            out = task.step(model, batch, context)
+            out = task.step(model, batch, choice_context)
         rotation, shift_px = out.rotation.double(), out.shift_px.double()
         todo = torch.from_numpy(~known_rows[index]).to(device)
         if search is not None and bool(todo.any()):
