@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 
 import numpy as np
@@ -22,7 +23,9 @@ def test_preset_train_infer_volume(method, tiny_dataset, tiny_particles, tmp_pat
     config = small_config(method)
     run = tmp_path / "run"
     run.mkdir()
+    package_level = logging.getLogger("hetacumn").level
     result = train(config, tiny_particles, run)
+    assert logging.getLogger("hetacumn").level == package_level  # run.log's INFO set-up is undone
 
     rot, trans = pickle.load(open(run / "poses.pkl", "rb"))
     assert rot.shape == (256, 3, 3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +36,23 @@ from hetacumn.tasks.search_task import pose_search_from_config
 log = logging.getLogger(__name__)
 
 
-def _log_to_file(outdir: Path) -> logging.Handler:
+@contextmanager
+def _logging_to_file(outdir: Path):
+    """The package's INFO messages also go to ``outdir/run.log`` for the duration; the logging set-up after."""
     handler = logging.FileHandler(outdir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     handler.setLevel(logging.INFO)
     logging.getLogger().addHandler(handler)
     package = logging.getLogger("hetacumn")
+    level = package.level
     if package.getEffectiveLevel() > logging.INFO:  # used as a library, without the CLI's logging set-up
         package.setLevel(logging.INFO)
-    return handler
+    try:
+        yield
+    finally:
+        package.setLevel(level)
+        logging.getLogger().removeHandler(handler)
+        handler.close()
 
 
 def write_results(outdir: Path, particles: ParticleSet, result: Inference, model: HetModel, overwrite: bool = True) -> None:
@@ -92,8 +101,7 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
     if not distributed.is_main():  # no barrier after: a long inference would outlast NCCL's timeout
         trainer.fit()
         return None
-    handler = _log_to_file(outdir)
-    try:
+    with _logging_to_file(outdir):
         log.info("%d images of %d px; estimated SNR %.3g; training on %d", len(data), data.box_size, data.stats.snr,
                  config.train.train_subset or len(data))
         save_config(config, outdir / "config.json")
@@ -106,9 +114,6 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
         log_cost(result)
         log.info("wrote poses, latents and the consensus volume to %s", outdir)
         return result
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
 
 
 def load_trained(checkpoint_path: str | Path, device: str = "cpu") -> tuple[HetModel, RunConfig]:
