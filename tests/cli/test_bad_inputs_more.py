@@ -149,6 +149,22 @@ def test_checkpoint_from_another_program(project, capsys):
     run_bad_input(capsys, project, ["volume", weights, "-o", project / "out"], weights, problem)
 
 
+def test_unreadable_checkpoint(trained, project, capsys):
+    """A truncated checkpoint (a disk that filled up, a copy cut short) and a text file: one line, for every
+    command that reads one, --resume included."""
+    good = (trained / "run" / "checkpoint.pt").read_bytes()
+    (project / "run").mkdir()
+    for content in (good[: len(good) // 2], b"garbage\n"):
+        checkpoint = project / "run" / "checkpoint.pt"
+        checkpoint.write_bytes(content)
+        problem = r"not a readable checkpoint \(.+\)$"
+        run_bad_input(capsys, project, ["infer", checkpoint, project / "good.star", "-o", project / "out"], checkpoint,
+                      problem)
+        run_bad_input(capsys, project, ["volume", checkpoint, "-o", project / "out"], checkpoint, problem)
+        run_bad_input(capsys, project, ["train", project / "good.star", "-o", project / "run", "--resume", "--device",
+                                        "cpu"], checkpoint, problem)
+
+
 def test_checkpoint_of_another_box_size(trained, tmp_path, capsys):
     write_stack(tmp_path / "big.mrcs", shape=(BOX + 4, BOX + 4))
     star = write_star(tmp_path / "big.star", ["1@big.mrcs", "2@big.mrcs"])

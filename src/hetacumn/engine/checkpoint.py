@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 
@@ -40,8 +41,13 @@ def save_checkpoint(path: Path, *, model, optimizer, run_config, progress: dict,
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """The saved state; InputError when the file holds something else (e.g. another program's weights)."""
-    state = torch.load(path, map_location=map_location, weights_only=False)
+    """The saved state; InputError when the file is unreadable (truncated, not a torch file) or holds
+    something else (e.g. another program's weights)."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except (pickle.UnpicklingError, ValueError, RuntimeError, EOFError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(path, f"not a readable checkpoint ({first_line})") from None
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise InputError(path, f"not a hetacumn checkpoint (no {', '.join(missing)}): written by another program?")
