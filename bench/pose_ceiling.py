@@ -84,6 +84,32 @@ def pose_errors(data_dir: Path, n_images: int, radius_px: float, batch_size: int
     return {name: np.concatenate(values) for name, values in errors.items() if values}
 
 
+def misassigned(data_dir: Path, n_images: int, radius_px: float, batch_size: int = 128) -> dict[str, float]:
+    """Fraction of images whose own class's true map does not fit them best: at the true pose, and at each
+    map's searched pose (the best any hard classification of single images against the true maps can do)."""
+    particles = load_particles(data_dir / "particles.star")
+    truth = read_pose_pickle(data_dir / "truth" / "poses.pkl", particles.box_size)
+    labels = np.load(data_dir / "truth" / "labels.npy")[:n_images]
+    maps = true_maps(data_dir / "truth")
+    config = preset("hetacumn", particles.box_size)
+    data = ParticleImages(particles, DataConfig().mask_radius_fraction)
+    half = HalfPlane.build(particles.box_size, radius_px)
+    search = pose_search_from_config(config.task, config.model.shift_range_px)
+    at_truth, searched = [], []
+    for start in tqdm(range(0, len(labels), batch_size), desc="classifying with the true maps", unit="batch"):
+        rows = np.arange(start, min(start + batch_size, len(labels)))
+        batch = data.batch(rows, torch.device("cpu"))
+        targets, ctf = half.gather(batch.images_ft), ctf_at(half, batch.ctf, batch.pixel_size_angstrom)
+        rotation = torch.as_tensor(truth.rotations[rows], dtype=torch.float32)
+        shift = torch.as_tensor(truth.shift_px[rows], dtype=torch.float32)
+        # one level of vanishing steps: the error at the true pose itself
+        at_truth.append(torch.stack([search.refine(volume, targets, ctf, half, rotation, shift, 1e-9, 1e-9, 1)[2]
+                                     for volume in maps]).argmin(0).numpy())
+        searched.append(torch.stack([search(volume, targets, ctf, half)[2] for volume in maps]).argmin(0).numpy())
+    return {"at the true pose": float(np.mean(np.concatenate(at_truth) != labels)),
+            "at each map's searched pose": float(np.mean(np.concatenate(searched) != labels))}
+
+
 def _per_class(maps, labels: np.ndarray, run):
     """``run(map, keep)`` for the images of each class; rotations and shifts back in image order."""
     rotation, shift = torch.zeros(len(labels), 3, 3), torch.zeros(len(labels), 2)
@@ -106,6 +132,8 @@ def main() -> int:
     parser.add_argument("--radius", type=float, nargs="+", default=[8.0, 16.0, 31.0],
                         help="radii (px) of the final refinement; the grid search stays at 8 px")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--classify", action="store_true",
+                        help="also the images a hard classification against the true maps gets wrong")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{args.data.name}: {args.images} images; machine: {machine_line('cpu')}; code {code_version()}; "
@@ -123,6 +151,11 @@ def main() -> int:
             shift_cell = f"{shift:.2f}" if name == "search, own class" else ""
             print(f"| {radius:g} | {name} | {np.median(degrees):.2f} | {np.mean(degrees > 10):.1%} | {shift_cell} | "
                   f"{seconds:.0f} |", flush=True)
+    if args.classify:
+        for radius in args.radius:
+            for where, fraction in misassigned(args.data, args.images, radius).items():
+                print(f"radius {radius:g} px: images whose own class's true map fits worse than another, {where}: "
+                      f"{fraction:.1%}", flush=True)
     return 0
 
 
