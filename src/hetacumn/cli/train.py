@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 from pathlib import Path
 
 from hetacumn.cli.common import default_device, parse_device
@@ -29,6 +30,8 @@ from hetacumn.errors import InputError
 from hetacumn.io.particles import load_particles
 from hetacumn.outputs import prepare_output_dir
 from hetacumn.tasks.search_task import split_images
+
+log = logging.getLogger(__name__)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -152,6 +155,18 @@ def _use_given_poses(config, args: argparse.Namespace) -> None:
         config.train = dataclasses.replace(config.train, marching_images_per_px=GIVEN_POSES_MARCHING)
 
 
+CPU_BOX_ADVICE_PX = 128  # above this a CPU run is slow: the decoder and the search grow as the box squared
+
+
+def box_advice(particles_path, box_size: int, device: str) -> str | None:
+    """A line for the log when the box is large for the device: ab initio at a small box first is the usual route."""
+    if box_size <= CPU_BOX_ADVICE_PX or not device.startswith("cpu"):
+        return None
+    return (f"{box_size}-px images on the CPU: each image costs about {(box_size / 64) ** 2:.0f}x a 64-px one; "
+            f"ab initio at 64 px is the usual first step: hetacumn downsample {particles_path} -D 64 -o small.mrcs "
+            f"--star small.star, then train on small.star")
+
+
 def main(args: argparse.Namespace) -> int:
     distributed.init_from_env(parse_device(args.device))
     try:
@@ -164,6 +179,9 @@ def _train(args: argparse.Namespace) -> int:
     particles = load_particles(args.particles, datadir=args.datadir, poses=args.poses)
     particles.require_ctf()
     particles.require_even_box()
+    advice = box_advice(args.particles, particles.box_size, args.device)
+    if advice:
+        log.warning(advice)
     if args.train_subset > len(particles):
         raise InputError(args.particles, f"--train-subset {args.train_subset} exceeds the {len(particles)} images")
     resumed_search = None  # a resumed run keeps its default search length (it depends on the epochs asked for)
