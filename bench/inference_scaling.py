@@ -30,28 +30,35 @@ import torch
 from accuracy import code_version, machine_line, simulate, write_section
 
 SECTION = "## Amortization: inference cost against the number of images (bench/inference_scaling.py)"
+LOG_INTERVAL = 10_000  # cryoDRGN abinit's default --log-interval (images between progress lines)
 HEADER = ("| method | images | wall time (s) | images/s | peak memory (GiB) | median rotation error (deg) | "
           "confusion error |\n" + "|---" * 7 + "|")
 
 
-def abinit_search_rate(run: Path) -> float | None:
-    """Images/s of abinit's pose-search (HPS) epochs: from its log when one finished, else the particles its
-    unfinished first HPS epoch reached (last progress line) over the time since the pretraining checkpoint."""
+def abinit_search_rate(run: Path, stopped_after_s: float) -> tuple[float, bool] | None:
+    """Images/s of abinit's pose-search (HPS) epochs, and whether it is only an upper bound.
+
+    From its log when an HPS epoch finished; else the particles its unfinished first HPS epoch reached (its
+    last progress line) over the time from the pretraining checkpoint to its stop (``stopped_after_s`` after
+    its start, when it wrote config.yaml); with no progress line yet (one every ``--log-interval`` = 10,000
+    images), at most 10,000 images in that time.
+    """
     log = run / "run.log"
     text = log.read_text(errors="replace")
     searched_count = re.search(r"Will use pose search on (\d+) particles", text)
-    if searched_count is None:
+    pretrain = run / "weights.0.pkl"
+    if searched_count is None or not pretrain.is_file():
         return None
     rates = drgn.epoch_rates(log, n_images=int(searched_count.group(1)))
     if "HPS" in rates:
-        return rates["HPS"]
-    hps = text.split("Will use pose search", 1)
-    reached = re.findall(r"\[Train Epoch: \d+/\d+\] \[(\d+)/\d+ particles\]", hps[1]) if len(hps) == 2 else []
-    pretrain = run / "weights.0.pkl"
-    if not reached or not pretrain.is_file():
+        return rates["HPS"], False
+    seconds = (run / "config.yaml").stat().st_mtime + stopped_after_s - pretrain.stat().st_mtime
+    reached = re.findall(r"\[Train Epoch: \d+/\d+\] \[(\d+)/\d+ particles\]", text[searched_count.end():])
+    if seconds <= 0:
         return None
-    seconds = log.stat().st_mtime - pretrain.stat().st_mtime
-    return int(reached[-1]) / seconds if seconds > 0 else None
+    if reached:
+        return int(reached[-1]) / seconds, False
+    return LOG_INTERVAL / seconds, True
 
 
 def subset_star(data: Path, n: int, out: Path) -> Path:
@@ -83,7 +90,8 @@ def searched(checkpoint: Path, data: Path, n: int, out: Path, box: int) -> dict:
 def row(method: str, inference: dict) -> str:
     if "wall_s" not in inference:
         estimate = inference.get("estimated_s")
-        cell = "no rate measured" if estimate is None else f"{estimate:.0f} (estimate: one pose-search pass)"
+        bound = "> " if inference.get("lower_bound") else ""
+        cell = "no rate measured" if estimate is None else f"{bound}{estimate:.0f} (estimate: one pose-search pass)"
         return f"| {method} | {inference['n']} | {cell} | | | | |"
     confusion = inference.get("confusion")
     return (f"| {method} | {inference['n']} | {inference['wall_s']:.1f} | {inference['n'] / inference['wall_s']:.0f} | "
@@ -91,11 +99,21 @@ def row(method: str, inference: dict) -> str:
             f"{'n/a' if confusion is None else format(confusion, '.3f')} |")
 
 
+def _rate_text(rate: float | None, upper: bool) -> str:
+    if rate is None:
+        return "no search rate"
+    if upper:
+        return f"at most {rate:.2f} images/s (no progress line, one per {LOG_INTERVAL:,} images, before it stopped)"
+    return f"{rate:.2f} images/s"
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hetacumn-checkpoint", type=Path, required=True)
     parser.add_argument("--train-vae-run", type=Path, help="a cryoDRGN train_vae output folder (its last epoch)")
     parser.add_argument("--abinit-run", type=Path, help="a cryoDRGN abinit output folder (its search rate)")
+    parser.add_argument("--abinit-stopped-after", type=float, default=60.0,
+                        help="minutes after its start the abinit run was stopped (bench/peers.py: its largest budget)")
     parser.add_argument("--sizes", default="20000,100000,500000")
     parser.add_argument("--train-vae-max", type=int, default=100_000, help="eval_images only up to this size")
     parser.add_argument("--search-images", type=int, default=1000, help="images of `infer --search` (0: none)")
@@ -116,7 +134,7 @@ def main() -> int:
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)
     drgn.ensure_venv()
-    rate = None if args.abinit_run is None else abinit_search_rate(args.abinit_run)
+    rate, upper = (None, False) if args.abinit_run is None else (abinit_search_rate(args.abinit_run, 60 * args.abinit_stopped_after) or (None, False))
     rows, searched_row = [], None
     for n in args.sizes:
         data = simulate("two", argparse.Namespace(**{**vars(args), "n_images": n}))
@@ -137,7 +155,7 @@ def main() -> int:
             rows.append(row("cryodrgn eval_images (train_vae)", peers.infer_at(vae, data, args)))
             print(rows[-1], flush=True)
         if args.abinit_run is not None:
-            estimate = {"n": n, "estimated_s": None if rate is None else n / rate}
+            estimate = {"n": n, "estimated_s": None if rate is None else n / rate, "lower_bound": upper}
             rows.append(row("cryodrgn abinit", estimate))
     command = f"OMP_NUM_THREADS={args.threads} .venv/bin/python bench/inference_scaling.py {shlex.join(sys.argv[1:])}"
     body = "\n\n".join([
@@ -145,7 +163,7 @@ def main() -> int:
         f"Machine: {machine_line('cpu')}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}.",
         "\n".join([HEADER, *rows]), *([searched_row] if searched_row else []),
         ("Rates include each process's start-up (imports, loading the model, opening the stack). cryoDRGN abinit: "
-         f"{'no search rate' if rate is None else f'{rate:.1f} images/s'} from its run's log "
+         f"{_rate_text(rate, upper)} from its run's log "
          f"({args.abinit_run}); eval_images gives z only (the poses are given). Stacks above 4 GiB are read "
          "out of core by hetacumn (memory-mapped, in chunks)."),
     ]) + "\n"
