@@ -1,4 +1,5 @@
-"""Amortized inference: the symmetrized path that explains an image is chosen from its low frequencies."""
+"""Amortized inference: the symmetrized path that explains an image is chosen from its low frequencies; at the
+end of training, a refined pose from the table and a pose searched against the final decoder compete."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from hetacumn.config.presets import preset
 from hetacumn.data.images import ParticleImages
+from hetacumn.data.pose_table import PoseTable
 from hetacumn.engine.inference import CHOICE_RADIUS_PX, infer
 from hetacumn.io.mrc import write_mrc
 from hetacumn.io.particles import load_particles
@@ -18,9 +20,11 @@ from hetacumn.models.encoders import EncoderOutput
 from hetacumn.models.model import HetModel
 from hetacumn.physics.fourier import fft3_centered
 from hetacumn.physics.render import render_images
-from hetacumn.physics.rotations import geodesic_distance_rad, random_rotations
+from hetacumn.physics.rotations import axis_angle_to_matrix, geodesic_distance_rad, random_rotations
 from hetacumn.simulate.volumes import toy_molecule
 from hetacumn.tasks.image import ImageReconstructionTask
+from hetacumn.tasks.refine import fresh_rows
+from hetacumn.tasks.search import PoseSearch
 
 BOX = 32
 ROT_Z_PI = torch.diag(torch.tensor([-1.0, -1.0, 1.0]))
@@ -35,6 +39,51 @@ class ClaimedPoses(nn.Module):
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:
         return EncoderOutput(self.rotations[:, None], torch.zeros(len(images), 2), None, None)
+
+
+def _known_volume_model(volume: torch.Tensor, encoder: nn.Module) -> tuple[HetModel, ImageReconstructionTask]:
+    """A homogeneous model whose voxel decoder holds ``volume``'s transform exactly, with the given encoder."""
+    config = preset("cryoai", box_size=BOX, zdim=0)
+    config.model.decoder = dataclasses.replace(config.model.decoder, kind="voxel")
+    model = HetModel(config.model)
+    volume_ft = fft3_centered(volume)
+    with torch.no_grad():
+        model.decoder.inner.grids[0, 0] = volume_ft.real
+        model.decoder.inner.grids[0, 1] = volume_ft.imag
+    model.encoder = encoder
+    return model, ImageReconstructionTask(config.task, "none")
+
+
+def _projections(tmp_path, volume: torch.Tensor, rotations: torch.Tensor) -> ParticleImages:
+    write_mrc(tmp_path / "particles.mrcs", render_images(volume, rotations).numpy().astype(np.float32), 4.0)
+    return ParticleImages(load_particles(tmp_path / "particles.mrcs"), scale=1.0)
+
+
+def _degrees(a, b) -> torch.Tensor:
+    return torch.rad2deg(geodesic_distance_rad(torch.as_tensor(a).double(), torch.as_tensor(b).double()))
+
+
+def test_table_poses_compete_with_the_search_and_the_better_fit_is_kept(tmp_path):
+    """Even rows of the table hold the true poses, odd rows poses 90 deg off; the search stops after its coarse
+    levels (degrees off). The true rows must stay exactly, the wrong ones must be replaced."""
+    generator = torch.Generator().manual_seed(5)
+    volume = torch.as_tensor(toy_molecule(BOX, 4.0)).float()
+    truth = random_rotations(32, generator=generator)
+    data = _projections(tmp_path, volume, truth)
+    model, task = _known_volume_model(volume, ClaimedPoses(truth))
+    wrong = torch.arange(32) % 2 == 1
+    quarter_turn = axis_angle_to_matrix(torch.tensor([[0.0, torch.pi / 2, 0.0]]))
+    table = PoseTable.create(tmp_path / "pose_table.npy", 32)
+    table.write(np.arange(32), fresh_rows(torch.where(wrong[:, None, None], truth @ quarter_turn, truth),
+                                          torch.zeros(32, 2)))
+    search = PoseSearch(4608, shift_extent_px=1.0, shift_step_px=1.0, levels=2)
+
+    result = infer(model, data, task, radius_px=15.0, device=torch.device("cpu"), batch_size=32, search=search,
+                   known=table)
+    error = _degrees(result.rotations, truth)
+    assert float(error[~wrong].max()) < 1e-6  # kept from the table: the search's poses fit them worse
+    assert float(error[wrong].max()) < 10.0  # replaced by the searched poses (the table's were 90 deg off)
+    assert float(error[wrong].min()) > 1e-3  # ... which the coarse search did not get exactly
 
 
 @pytest.mark.parametrize("choice_radius_px", [4.0, CHOICE_RADIUS_PX, 15.0])

@@ -5,7 +5,9 @@ replaces each pose by one searched against the decoder's volume at ``z = 0`` (gl
 refinement), and ``refine_steps`` K moves each pose by K Adam steps against the decoder at the image's z
 (:func:`~hetacumn.tasks.refine.refine_poses`; a homogeneous model is evaluated once on its Fourier grid
 and sliced by interpolation, which costs far less than the decoder per step). ``known`` (the training
-run's pose table) supplies the poses of the images it holds; only the others are searched or refined.
+run's pose table) supplies the poses of the images it holds, which are not refined again; with a search,
+each of them competes with the image's searched pose and the one the decoder renders closer to the image
+is kept (the table's poses were refined against earlier decoders: BENCHMARKS.md, "Final poses").
 The seconds spent in each part are returned, so every command can report its cost per image.
 
 With a symmetrized loss the encoder was trained to be right on the better of the two paths, so each
@@ -17,6 +19,7 @@ decoder costs a fraction of the full radius (BENCHMARKS.md, "Amortized inference
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,7 +41,7 @@ from hetacumn.tasks.refine import (
     volume_rendered_error,
 )
 from hetacumn.tasks.search import PoseSearch
-
+log = logging.getLogger(__name__)
 CHOICE_RADIUS_PX = 12.0  # frequencies (px) that choose between the symmetrized paths
 
 
@@ -66,6 +69,7 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
     n = len(data)
     known_rows = np.zeros(n, bool) if known is None else known.initialised
     rotations, shifts, zs = np.zeros((n, 3, 3)), np.zeros((n, 2)), []
+    table_count = 0
     seconds = {"encoder": 0.0} | ({"search": 0.0} if search else {}) | ({"refine": 0.0} if refine_steps else {})
     for start in tqdm(range(0, n, batch_size), desc="inferring poses", unit="batch"):
         index = np.arange(start, min(start + batch_size, n))
@@ -77,25 +81,44 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
             out = task.step(model, batch, choice_context)
         rotation, shift_px = out.rotation.double(), out.shift_px.double()
         todo = torch.from_numpy(~known_rows[index]).to(device)
-        if search is not None and bool(todo.any()):
+        if search is not None:  # every image, the table's too: its poses compete with the searched ones below
             with _timed(seconds, "search", device):
-                targets = half.gather(batch.images_ft[todo])
-                ctf = None if context.ctf_values is None else context.ctf_values[todo]
-                searched = search(volume_ft, targets, ctf, half)
-                rotation[todo], shift_px[todo] = searched[0].double(), searched[1].double()
+                searched = search(volume_ft, half.gather(batch.images_ft), context.ctf_values, half)
+                rotation, shift_px = searched[0].double(), searched[1].double()
         if refine_steps > 0 and bool(todo.any()):
             with _timed(seconds, "refine", device):
                 rotation[todo], shift_px[todo] = _refined(model, volume_ft, task, batch, out.z, context, rotation,
                                                           shift_px, todo, refine_steps)
         if known is not None and not bool(todo.all()):
             rows = known.read(index, device)
-            rotation[~todo], shift_px[~todo] = rows.rotation[~todo], rows.shift_px[~todo]
+            from_table = ~todo
+            if search is not None:
+                with _timed(seconds, "search", device):
+                    from_table &= _fits_better(model, volume_ft, batch, out.z, context, (rows.rotation, rows.shift_px),
+                                               (rotation, shift_px))
+            rotation[from_table], shift_px[from_table] = rows.rotation[from_table], rows.shift_px[from_table]
+            table_count += int(from_table.sum())
         rotations[index] = rotation.cpu().numpy()
         shifts[index] = shift_px.cpu().numpy()
         if out.z is not None:
             zs.append(out.z.cpu().numpy())
     model.train()
+    if known is not None and search is not None:
+        log.info("final poses: %d of %d images kept their refined pose from the pose table, the others took the "
+                 "pose searched against the final decoder (it explains them better)", table_count, n)
     return Inference(rotations, shifts, np.concatenate(zs) if zs else None, seconds)
+
+
+@torch.no_grad()
+def _fits_better(model, volume_ft, batch, z, context, first, second) -> torch.Tensor:
+    """``(B,)`` True where the poses ``first`` render the images with a lower error than ``second`` (the
+    decoder at each image's z; a homogeneous model on its grid)."""
+    targets = context.half_plane.gather(batch.images_ft)
+    if model.zdim == 0:
+        error_of = volume_rendered_error(volume_ft, targets, context.ctf_values, context)
+    else:
+        error_of = rendered_error(model, targets, context.ctf_values, z, context)
+    return error_of(*first) <= error_of(*second)
 
 
 @contextmanager
