@@ -93,23 +93,11 @@ def test_the_low_frequencies_choose_the_path_whose_pose_explains_the_image(tmp_p
     generator = torch.Generator().manual_seed(3)
     volume = torch.as_tensor(toy_molecule(BOX, 4.0)).float()
     truth = random_rotations(64, generator=generator)
-    write_mrc(tmp_path / "particles.mrcs", render_images(volume, truth).numpy().astype(np.float32), 4.0)
+    data = _projections(tmp_path, volume, truth)
     turned = torch.arange(64) % 2 == 1
-    claimed = torch.where(turned[:, None, None], ROT_Z_PI @ truth, truth)
-
-    config = preset("cryoai", box_size=BOX, zdim=0)
-    config.model.decoder = dataclasses.replace(config.model.decoder, kind="voxel")
-    model = HetModel(config.model)
-    volume_ft = fft3_centered(volume)
-    with torch.no_grad():
-        model.decoder.inner.grids[0, 0] = volume_ft.real
-        model.decoder.inner.grids[0, 1] = volume_ft.imag
-    model.encoder = ClaimedPoses(claimed)
-    data = ParticleImages(load_particles(tmp_path / "particles.mrcs"), scale=1.0)
-    task = ImageReconstructionTask(config.task, "none")
-    assert config.task.symmetrize == "rotation"
+    model, task = _known_volume_model(volume, ClaimedPoses(torch.where(turned[:, None, None], ROT_Z_PI @ truth, truth)))
+    assert task.config.symmetrize == "rotation"
 
     result = infer(model, data, task, radius_px=15.0, device=torch.device("cpu"), batch_size=64,
                    choice_radius_px=choice_radius_px)
-    error_deg = torch.rad2deg(geodesic_distance_rad(torch.as_tensor(result.rotations), truth.double()))
-    assert float(error_deg.max()) < 1e-3
+    assert float(_degrees(result.rotations, truth).max()) < 1e-3
