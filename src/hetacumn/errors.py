@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["InputError"]
+__all__ = ["InputError", "first_line"]
 
 
 class InputError(Exception):
@@ -18,3 +18,9 @@ class InputError(Exception):
         self.path = None if path is None else os.fspath(path)
         self.problem = problem
         super().__init__(problem if self.path is None else f"{self.path}: {problem}")
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -12,7 +12,7 @@ import torch
 
 from hetacumn import __version__
 from hetacumn.config.io import config_from_dict, config_to_dict
-from hetacumn.errors import InputError
+from hetacumn.errors import InputError, first_line
 
 CHECKPOINT_KEYS = ("method", "run_config", "model_config", "model")
 
@@ -46,8 +46,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except (pickle.UnpicklingError, ValueError, RuntimeError, EOFError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(path, f"not a readable checkpoint ({first_line})") from None
+        raise InputError(path, f"not a readable checkpoint ({first_line(error)})") from None
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise InputError(path, f"not a hetacumn checkpoint (no {', '.join(missing)}): written by another program?")

@@ -41,6 +41,7 @@ from hetacumn.tasks.refine import (
     volume_rendered_error,
 )
 from hetacumn.tasks.search import PoseSearch
+
 log = logging.getLogger(__name__)
 CHOICE_RADIUS_PX = 12.0  # frequencies (px) that choose between the symmetrized paths
 
@@ -83,7 +84,8 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
         todo = torch.from_numpy(~known_rows[index]).to(device)
         if search is not None:  # every image, the table's too: its poses compete with the searched ones below
             with _timed(seconds, "search", device):
-                searched = search(volume_ft, half.gather(batch.images_ft), context.ctf_values, half)
+                targets = half.gather(batch.images_ft)
+                searched = search(volume_ft, targets, context.ctf_values, half)
                 rotation, shift_px = searched[0].double(), searched[1].double()
         if refine_steps > 0 and bool(todo.any()):
             with _timed(seconds, "refine", device):
@@ -94,8 +96,8 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
             from_table = ~todo
             if search is not None:
                 with _timed(seconds, "search", device):
-                    from_table &= _fits_better(model, volume_ft, batch, out.z, context, (rows.rotation, rows.shift_px),
-                                               (rotation, shift_px))
+                    from_table &= _fits_better(model, volume_ft, targets, out.z, context,
+                                               (rows.rotation, rows.shift_px), (rotation, shift_px))
             rotation[from_table], shift_px[from_table] = rows.rotation[from_table], rows.shift_px[from_table]
             table_count += int(from_table.sum())
         rotations[index] = rotation.cpu().numpy()
@@ -110,10 +112,9 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
 
 
 @torch.no_grad()
-def _fits_better(model, volume_ft, batch, z, context, first, second) -> torch.Tensor:
-    """``(B,)`` True where the poses ``first`` render the images with a lower error than ``second`` (the
-    decoder at each image's z; a homogeneous model on its grid)."""
-    targets = context.half_plane.gather(batch.images_ft)
+def _fits_better(model, volume_ft, targets, z, context, first, second) -> torch.Tensor:
+    """``(B,)`` True where the poses ``first`` render the images ``targets`` (at the half-plane points) with a
+    lower error than ``second`` (the decoder at each image's z; a homogeneous model on its grid)."""
     if model.zdim == 0:
         error_of = volume_rendered_error(volume_ft, targets, context.ctf_values, context)
     else:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.engine.inference import Inference, infer
 from hetacumn.engine.trainer import Trainer, check_resumable, max_radius_px
-from hetacumn.errors import InputError
+from hetacumn.errors import InputError, first_line
 from hetacumn.io.cryodrgn import write_pose_pickle
 from hetacumn.io.mrc import write_mrc
 from hetacumn.io.particles import ParticleSet, PoseTable
@@ -117,13 +116,12 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
 
 
 def load_trained(checkpoint_path: str | Path, device: str = "cpu") -> tuple[HetModel, RunConfig]:
+    state = load_checkpoint(checkpoint_path, map_location=device)  # unreadable files: InputError already
     try:
-        state = load_checkpoint(checkpoint_path, map_location=device)
         model = HetModel.from_config_dict(state["model_config"]).to(device)
         model.load_state_dict(state["model"])
-    except (OSError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(checkpoint_path, f"not a usable hetacumn checkpoint ({first_line})") from None
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise InputError(checkpoint_path, f"not a usable hetacumn checkpoint ({first_line(error)})") from None
     return model, state["run_config"]
 
 
