@@ -24,6 +24,7 @@ import argparse
 import datetime
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ from hetacumn.models.lattice import HalfPlane
 from hetacumn.physics.fourier import fft3_centered
 from hetacumn.physics.rotations import geodesic_distance_rad
 from hetacumn.tasks.base import ctf_at
+from hetacumn.tasks.search import PoseSearch
 from hetacumn.tasks.search_task import pose_search_from_config
 
 
@@ -52,60 +54,67 @@ def true_maps(truth: Path) -> list[torch.Tensor]:
     return [fft3_centered(torch.as_tensor(read_mrc(path)[0], dtype=torch.float32)) for path in paths]
 
 
-def pose_errors(data_dir: Path, n_images: int, radius_px: float, batch_size: int = 128) -> dict[str, np.ndarray]:
+@dataclass
+class TrueSearch:
+    """A simulated dataset with its truth, prepared once: images as training sees them, true maps, the search."""
+
+    data: ParticleImages
+    rotations: np.ndarray  # (N, 3, 3) true
+    shift_px: np.ndarray  # (N, 2) true
+    labels: np.ndarray  # (N,) true classes
+    maps: list[torch.Tensor]  # centred transforms of the true maps, one per class
+    search: PoseSearch
+
+    @classmethod
+    def load(cls, data_dir: Path) -> TrueSearch:
+        particles = load_particles(data_dir / "particles.star")
+        truth = read_pose_pickle(data_dir / "truth" / "poses.pkl", particles.box_size)
+        config = preset("hetacumn", particles.box_size)
+        return cls(ParticleImages(particles, DataConfig().mask_radius_fraction), truth.rotations, truth.shift_px,
+                   np.load(data_dir / "truth" / "labels.npy"), true_maps(data_dir / "truth"),
+                   pose_search_from_config(config.task, config.model.shift_range_px))
+
+    def batches(self, n_images: int, radius_px: float, batch_size: int = 128, desc: str = "searching"):
+        """``(rows, targets, ctf, half, true rotation, true shift)`` of the first ``n_images``, a batch at a time."""
+        half = HalfPlane.build(self.data.box_size, radius_px)
+        for start in tqdm(range(0, min(n_images, len(self.data)), batch_size), desc=desc, unit="batch"):
+            rows = np.arange(start, min(start + batch_size, n_images, len(self.data)))
+            batch = self.data.batch(rows, torch.device("cpu"))
+            yield (rows, half.gather(batch.images_ft), ctf_at(half, batch.ctf, batch.pixel_size_angstrom), half,
+                   torch.as_tensor(self.rotations[rows], dtype=torch.float32),
+                   torch.as_tensor(self.shift_px[rows], dtype=torch.float32))
+
+
+def pose_errors(truth: TrueSearch, n_images: int, radius_px: float) -> dict[str, np.ndarray]:
     """Rotation errors (deg) per image for each reference, and the shift errors (px) of the own-class search."""
-    particles = load_particles(data_dir / "particles.star")
-    truth = read_pose_pickle(data_dir / "truth" / "poses.pkl", particles.box_size)
-    labels = np.load(data_dir / "truth" / "labels.npy")
-    maps = true_maps(data_dir / "truth")
+    maps, search = truth.maps, truth.search
     mean_map = torch.stack(maps).mean(0)
-    config = preset("hetacumn", particles.box_size)
-    data = ParticleImages(particles, DataConfig().mask_radius_fraction)
-    half = HalfPlane.build(particles.box_size, radius_px)
-    search = pose_search_from_config(config.task, config.model.shift_range_px)
     errors = {"search, own class": [], "search, mean map": [], "local from truth": [], "shift own class (px)": []}
-    index = np.arange(min(n_images, len(particles)))
-    for start in tqdm(range(0, len(index), batch_size), desc="searching with the true maps", unit="batch"):
-        rows = index[start:start + batch_size]
-        batch = data.batch(rows, torch.device("cpu"))
-        targets, ctf = half.gather(batch.images_ft), ctf_at(half, batch.ctf, batch.pixel_size_angstrom)
-        true_rotation = torch.as_tensor(truth.rotations[rows], dtype=torch.float32)
-        true_shift = torch.as_tensor(truth.shift_px[rows], dtype=torch.float32)
-        own = _per_class(maps, labels[rows], lambda volume, keep: search(volume, targets[keep], ctf[keep], half))
+    for rows, targets, ctf, half, true_rotation, true_shift in truth.batches(n_images, radius_px):
+        labels = truth.labels[rows]
+        own = _per_class(maps, labels, lambda volume, keep: search(volume, targets[keep], ctf[keep], half))
         errors["search, own class"].append(_degrees(own[0], true_rotation))
         errors["shift own class (px)"].append((own[1] - true_shift).norm(dim=-1).numpy())
         if len(maps) > 1:
             found = search(mean_map, targets, ctf, half)
             errors["search, mean map"].append(_degrees(found[0], true_rotation))
-        local = _per_class(maps, labels[rows], lambda volume, keep: search.refine(
+        local = _per_class(maps, labels, lambda volume, keep: search.refine(
             volume, targets[keep], ctf[keep], half, true_rotation[keep], true_shift[keep], search.start_step_rad / 2,
             search.shift_step_px / 2, LOCAL_LEVELS))
         errors["local from truth"].append(_degrees(local[0], true_rotation))
     return {name: np.concatenate(values) for name, values in errors.items() if values}
 
 
-def misassigned(data_dir: Path, n_images: int, radius_px: float, batch_size: int = 128) -> dict[str, float]:
+def misassigned(truth: TrueSearch, n_images: int, radius_px: float) -> dict[str, float]:
     """Fraction of images whose own class's true map does not fit them best: at the true pose, and at each
     map's searched pose (the best any hard classification of single images against the true maps can do)."""
-    particles = load_particles(data_dir / "particles.star")
-    truth = read_pose_pickle(data_dir / "truth" / "poses.pkl", particles.box_size)
-    labels = np.load(data_dir / "truth" / "labels.npy")[:n_images]
-    maps = true_maps(data_dir / "truth")
-    config = preset("hetacumn", particles.box_size)
-    data = ParticleImages(particles, DataConfig().mask_radius_fraction)
-    half = HalfPlane.build(particles.box_size, radius_px)
-    search = pose_search_from_config(config.task, config.model.shift_range_px)
-    at_truth, searched = [], []
-    for start in tqdm(range(0, len(labels), batch_size), desc="classifying with the true maps", unit="batch"):
-        rows = np.arange(start, min(start + batch_size, len(labels)))
-        batch = data.batch(rows, torch.device("cpu"))
-        targets, ctf = half.gather(batch.images_ft), ctf_at(half, batch.ctf, batch.pixel_size_angstrom)
-        rotation = torch.as_tensor(truth.rotations[rows], dtype=torch.float32)
-        shift = torch.as_tensor(truth.shift_px[rows], dtype=torch.float32)
+    search, at_truth, searched = truth.search, [], []
+    for _, targets, ctf, half, rotation, shift in truth.batches(n_images, radius_px, desc="classifying"):
         # one level of vanishing steps: the error at the true pose itself
         at_truth.append(torch.stack([search.refine(volume, targets, ctf, half, rotation, shift, 1e-9, 1e-9, 1)[2]
-                                     for volume in maps]).argmin(0).numpy())
-        searched.append(torch.stack([search(volume, targets, ctf, half)[2] for volume in maps]).argmin(0).numpy())
+                                     for volume in truth.maps]).argmin(0).numpy())
+        searched.append(torch.stack([search(volume, targets, ctf, half)[2] for volume in truth.maps]).argmin(0).numpy())
+    labels = truth.labels[:min(n_images, len(truth.labels))]
     return {"at the true pose": float(np.mean(np.concatenate(at_truth) != labels)),
             "at each map's searched pose": float(np.mean(np.concatenate(searched) != labels))}
 
@@ -136,13 +145,14 @@ def main() -> int:
                         help="also the images a hard classification against the true maps gets wrong")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    truth = TrueSearch.load(args.data)
     print(f"{args.data.name}: {args.images} images; machine: {machine_line('cpu')}; code {code_version()}; "
           f"date {datetime.date.today().isoformat()}")
     print("| radius (px) | reference | median rotation error (deg) | > 10 deg | median shift error (px) | time (s) |")
     print("|---|---|---|---|---|---|")
     for radius in args.radius:
         began = time.perf_counter()
-        errors = pose_errors(args.data, args.images, radius)
+        errors = pose_errors(truth, args.images, radius)
         seconds = time.perf_counter() - began
         shift = float(np.median(errors["shift own class (px)"]))
         for name, degrees in errors.items():
@@ -153,7 +163,7 @@ def main() -> int:
                   f"{seconds:.0f} |", flush=True)
     if args.classify:
         for radius in args.radius:
-            for where, fraction in misassigned(args.data, args.images, radius).items():
+            for where, fraction in misassigned(truth, args.images, radius).items():
                 print(f"radius {radius:g} px: images whose own class's true map fits worse than another, {where}: "
                       f"{fraction:.1%}", flush=True)
     return 0
