@@ -25,9 +25,12 @@ from pathlib import Path
 
 import peers
 import peers_cryodrgn as drgn
-import starfile
+import numpy as np
 import torch
 from accuracy import code_version, machine_line, simulate, write_section
+
+from hetacumn.io.particles import load_particles
+from hetacumn.io.star import write_particles_star
 
 SECTION = "## Amortization: inference cost against the number of images (bench/inference_scaling.py)"
 LOG_INTERVAL = 10_000  # cryoDRGN abinit's default --log-interval (images between progress lines)
@@ -62,13 +65,10 @@ def abinit_search_rate(run: Path, stopped_after_s: float) -> tuple[float, bool] 
 
 
 def subset_star(data: Path, n: int, out: Path) -> Path:
-    """The first ``n`` particles of the dataset's STAR file (optics kept), with an absolute stack path."""
-    tables = starfile.read(data / "particles.star", always_dict=True)
-    particles = tables["particles"].head(n).copy()
-    particles["rlnImageName"] = [f"{name.split('@')[0]}@{data / name.split('@')[1]}" for name in particles["rlnImageName"]]
+    """The first ``n`` particles of the dataset's STAR file (optics and CTFs kept, stacks referenced)."""
     out.mkdir(parents=True, exist_ok=True)
-    starfile.write({"optics": tables["optics"], "particles": particles}, out / "particles.star", overwrite=True)
-    return out / "particles.star"
+    return write_particles_star(out / "particles.star", load_particles(data / "particles.star"), indices=np.arange(n),
+                                overwrite=True)
 
 
 def searched(checkpoint: Path, data: Path, n: int, out: Path, box: int) -> dict:
