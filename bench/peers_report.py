@@ -135,7 +135,10 @@ def notes(inputs_checks: dict, versions: str, smoke: bool) -> list[str]:
         "the last epoch completely written by then. hetacumn runs `hetacumn train --max-minutes` once per budget, "
         "resuming the previous checkpoint; its trainer's clock starts after the data are loaded, so its budget "
         "checkpoints land a few seconds past the budget (the times shown include every start-up). Times are "
-        "seconds since the method's first process started; 'checkpoint at' is when the scored checkpoint was written."),
+        "seconds since the method's first process started; 'checkpoint at' is when the scored checkpoint was written. "
+        "After its checkpoint each `hetacumn train` also gives every image its final pose (a search against the "
+        "final decoder competing with the refined pose; the poses scored): that pass is not counted in these "
+        "times (its duration: run.log, from 'stopped after' to 'final poses')."),
         ("Scoring, the same for every method: rotation errors after the global rotation and hand found from the "
         "poses; translation errors after removing the fitted 3D offset; each map rotated, mirrored and shifted "
         "by that alignment, then `hetacumn evaluate` (unmasked FSC with the true map of each class: the decoder "
@@ -170,11 +173,12 @@ def section(args, main_runs: list[tuple], amortized: list[dict], bound: dict, in
              f"Datasets: {datasets}."),
              f"Machine: {machine_line('cpu')}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}.",
              "Accuracy at each budget (the last checkpoint within it):", "\n".join([ACCURACY_HEADER, *accuracy_rows]),
-             "Time to target and costs:", "\n".join([COST_HEADER, *cost_rows]),
-             (f"Amortization on the '{args.amortization_dataset}' dataset (trained at every size but the largest; "
-             "inference with the run of the largest trained size):"),
-             "\n".join([AMORTIZATION_HEADER, *(amortization_row(row, args) for row in amortized)]),
-             f"FLOP bound: {flops.describe(bound)}.", "Notes, stated as facts:", "\n".join(notes(inputs_checks, versions, args.smoke))]
+             "Time to target and costs:", "\n".join([COST_HEADER, *cost_rows])]
+    if amortized:  # none with --amortization-methods ''
+        lines += [(f"Amortization on the '{args.amortization_dataset}' dataset (trained at every size but the "
+                   "largest; inference with the run of the largest trained size):"),
+                  "\n".join([AMORTIZATION_HEADER, *(amortization_row(row, args) for row in amortized)])]
+    lines += [f"FLOP bound: {flops.describe(bound)}.", "Notes, stated as facts:", "\n".join(notes(inputs_checks, versions, args.smoke))]
     return "\n\n".join(lines) + "\n"
 
 
