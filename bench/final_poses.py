@@ -25,15 +25,13 @@ from hetacumn.engine.run import load_trained
 from hetacumn.engine.trainer import max_radius_px
 from hetacumn.io.cryodrgn import read_pose_pickle
 from hetacumn.io.particles import load_particles
-from hetacumn.metrics.pose import align_rotations
-from hetacumn.physics.rotations import geodesic_distance_rad
+from hetacumn.metrics.pose import rotation_errors
 from hetacumn.tasks.image import ImageReconstructionTask
 from hetacumn.tasks.search_task import pose_search_from_config
 
 
 def median_error_deg(rotations: np.ndarray, truth: np.ndarray) -> float:
-    aligned, _ = align_rotations(rotations, truth)
-    return float(np.median(np.rad2deg(geodesic_distance_rad(torch.as_tensor(aligned), torch.as_tensor(truth)).numpy())))
+    return rotation_errors(rotations, truth)["median_angle_deg"]
 
 
 def main() -> int:
