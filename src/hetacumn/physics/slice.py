@@ -20,7 +20,7 @@ from hetacumn.physics.fourier import fft3_centered, ifft2_centered
 from hetacumn.physics.grids import real_grid_2d
 
 __all__ = ["central_slice_coordinates", "extract_central_slices", "project_volume", "pad_volume", "crop_images",
-           "gridding_correction", "sample_trilinear"]
+           "gridding_correction", "sample_trilinear", "sample_trilinear_parts"]
 
 
 def central_slice_coordinates(rotations: torch.Tensor, box_size: int, scale: float = 1.0) -> torch.Tensor:
@@ -47,13 +47,18 @@ def central_slice_coordinates(rotations: torch.Tensor, box_size: int, scale: flo
 
 def sample_trilinear(volume_ft: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     """Trilinear samples of a complex ``(P, P, P)`` volume at ``coords`` (``(..., 3)``, voxels from centre)."""
+    samples = sample_trilinear_parts(volume_ft, coords)
+    return torch.complex(samples[0], samples[1])
+
+
+def sample_trilinear_parts(volume_ft: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """:func:`sample_trilinear` as its real and imaginary parts, ``(2, ...)``."""
     size = volume_ft.shape[-1]
     channels = torch.view_as_real(volume_ft).permute(3, 0, 1, 2)[None]  # (1, 2, P, P, P): re, im
-    grid = (coords.to(channels.dtype) + size // 2) * (2.0 / (size - 1)) - 1  # align_corners=True normalisation
+    grid = (coords.to(channels.dtype) + size // 2).mul_(2.0 / (size - 1)).sub_(1)  # align_corners=True normalisation
     samples = F.grid_sample(channels, grid.reshape(1, -1, 1, 1, 3), mode="bilinear", padding_mode="zeros",
                             align_corners=True)
-    samples = samples.reshape(2, *coords.shape[:-1])
-    return torch.complex(samples[0], samples[1])
+    return samples.reshape(2, *coords.shape[:-1])
 
 
 def extract_central_slices(volume_ft: torch.Tensor, rotations: torch.Tensor, scale: int = 1) -> torch.Tensor:

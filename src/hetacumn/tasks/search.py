@@ -13,7 +13,7 @@ weighted squared error
 
 whose two terms (``power`` and ``cross``) are matrix products over the half-plane points, for every
 image, shift and rotation at once; the amplitude of the slice is fitted per candidate
-(:func:`_scaled_error`). Local refinement right-multiplies a pose by small rotations
+(:func:`_fit_score`). Local refinement right-multiplies a pose by small rotations
 (:func:`~hetacumn.physics.rotations.local_rotation_offsets`) and moves the shift by +-step, halving
 both steps each level: the candidates compete after two levels at the coarse radius, and only the
 winner is refined further at the full radius (:meth:`PoseSearch.coarse_candidates`,
@@ -35,40 +35,62 @@ import torch
 
 from hetacumn.models.lattice import HalfPlane
 from hetacumn.physics.rotations import local_rotation_offsets, super_fibonacci_rotations
-from hetacumn.physics.slice import sample_trilinear
+from hetacumn.physics.slice import sample_trilinear_parts
+
+
+def _slice_coords(rotations: torch.Tensor, half: HalfPlane, device) -> torch.Tensor:
+    """Voxel coordinates from the centre ``(..., M, 3)`` of the half-plane points under ``rotations``."""
+    plane = torch.cat([half.coords, torch.zeros_like(half.coords[:, :1])], dim=-1).to(device) * half.box_size
+    return plane.to(rotations.dtype) @ rotations
 
 
 def _slices(volume_ft: torch.Tensor, rotations: torch.Tensor, half: HalfPlane) -> torch.Tensor:
     """Slices ``(..., M)`` at the half-plane points for rotations ``(..., 3, 3)``."""
-    plane = torch.cat([half.coords, torch.zeros_like(half.coords[:, :1])], dim=-1).to(volume_ft.device) * half.box_size
-    coords = plane.to(rotations.dtype) @ rotations  # (..., M, 3) voxels from the centre
-    return sample_trilinear(volume_ft, coords)
+    parts = sample_trilinear_parts(volume_ft, _slice_coords(rotations, half, volume_ft.device))
+    return torch.complex(parts[0], parts[1])
+
+
+def _slice_parts(volume_ft: torch.Tensor, rotations: torch.Tensor, half: HalfPlane) -> torch.Tensor:
+    """Slices as real rows ``[Re S, -Im S]`` ``(..., 2M)``, so that ``products @ parts`` is ``Re sum P S``
+    for the rows of :func:`_shifted_products`: one real matrix product instead of two and a difference."""
+    parts = sample_trilinear_parts(volume_ft, _slice_coords(rotations, half, volume_ft.device))
+    return torch.cat([parts[0], parts[1].neg_()], dim=-1)
 
 
 def _shifted_products(targets, ctf, half: HalfPlane, shift_px: torch.Tensor) -> torch.Tensor:
-    """``w conj(Y) C exp(2 pi i k.t)`` for every image and candidate shift: ``(B, T, M)`` complex.
+    """``P = w conj(Y) C exp(2 pi i k.t)`` for every image and candidate shift, as real rows ``[Re P, Im P]``
+    ``(B, T, 2M)``.
 
     ``shift_px`` is ``(T, 2)`` (shared) or ``(B, T, 2)`` (per image).
     """
     coords = half.coords.to(targets.device)
     phase = 2 * torch.pi * (shift_px.to(coords.dtype) @ coords.T)  # (..., T, M)
-    weighted = (half.weights.to(targets.device) * ctf * targets.conj())[:, None, :]
-    return weighted * torch.polar(torch.ones_like(phase), phase)
+    cos, sin = phase.cos(), phase.sin()
+    weighted = half.weights.to(targets.device) * ctf * targets.conj()
+    real, imag = weighted.real[:, None, :], weighted.imag[:, None, :]
+    return torch.cat([real * cos - imag * sin, real * sin + imag * cos], dim=-1)
 
 
-def _scaled_error(cross: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
-    """Error at the best non-negative amplitude ``a`` of the slice, minus ``sum w |Y|^2``.
+def _stacked_ctf_power(half: HalfPlane, ctf: torch.Tensor) -> torch.Tensor:
+    """``w C^2`` twice ``(B, 2M)``: ``stacked @ parts**2`` is ``sum w C^2 |S|^2`` for :func:`_slice_parts`."""
+    power = half.weights.to(ctf.device) * ctf**2
+    return torch.cat([power, power], dim=-1)
 
-    ``min_a sum w |Y - a C S|^2 = sum w |Y|^2 - max(cross, 0)^2 / power``: the search must not depend on the
-    decoder's overall scale, which is still wrong early in training.
+
+def _fit_score(cross: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
+    """``max(cross, 0)^2 / power``, computed in place in ``cross``: minus the error at the best amplitude.
+
+    ``min_a sum w |Y - a C S|^2 = sum w |Y|^2 - max(cross, 0)^2 / power``, so the best pose has the highest
+    score and its error (less ``sum w |Y|^2``) is ``-score``: the search must not depend on the decoder's
+    overall scale, which is still wrong early in training.
     """
-    return -cross.clamp_min(0) ** 2 / power.clamp_min(1e-12)
+    return cross.clamp_min_(0).square_().div_(power.clamp_min(1e-12))
 
 
 def noise_power(targets: torch.Tensor, half: HalfPlane, error: torch.Tensor) -> torch.Tensor:
     """Noise power per Fourier point, ``E|N(k)|^2``, from the batch's residuals at its best poses.
 
-    ``error`` ``(B,)`` is :func:`_scaled_error` over the points of ``half`` (``targets`` ``(B, M)``), so the
+    ``error`` ``(B,)`` is minus :func:`_fit_score` over the points of ``half`` (``targets`` ``(B, M)``), so the
     residual is ``sum w |Y|^2 + error``; model error counts as noise, which widens the posterior while the
     reference is poor.
     """
@@ -123,7 +145,7 @@ class PoseSearch:
         """The ``candidates`` grid poses per image after the levels at the coarse radius, compared there.
 
         Rotations ``(B, K, 3, 3)``, ``shift_px`` ``(B, K, 2)`` and errors ``(B, K)`` over the frequencies
-        within ``global_radius_px`` (:func:`_scaled_error`, minus ``sum w |Y|^2`` there).
+        within ``global_radius_px`` (minus :func:`_fit_score`: the error less ``sum w |Y|^2`` there).
         """
         coarse, mask = half.within(self.global_radius_px)
         coarse_targets, coarse_ctf = targets[:, mask], None if ctf is None else ctf[:, mask]
@@ -164,19 +186,18 @@ class PoseSearch:
         ctf = torch.ones_like(targets.real) if ctf is None else ctf
         grid = super_fibonacci_rotations(self.rotation_count, device=device)
         shifts = self.shift_grid.to(device)
-        products = _shifted_products(targets, ctf, half, shifts)  # (B, T, M)
-        ctf_power = half.weights.to(device) * ctf**2  # (B, M)
-        best_error = torch.empty(len(targets), 0, device=device)
+        products = _shifted_products(targets, ctf, half, shifts)  # (B, T, 2M)
+        ctf_power = _stacked_ctf_power(half, ctf)  # (B, 2M)
+        best_score = torch.empty(len(targets), 0, device=device)
         best_pose = torch.empty(len(targets), 0, dtype=torch.long, device=device)  # shift * N + rotation
         for start in range(0, len(grid), self.chunk_rotations):
-            slices = _slices(volume_ft, grid[start:start + self.chunk_rotations], half)  # (n, M)
-            cross = products.real @ slices.real.T - products.imag @ slices.imag.T  # (B, T, n)
-            error = _scaled_error(cross, (ctf_power @ (slices.abs() ** 2).T)[:, None, :])
-            value, flat = error.flatten(1).topk(self.candidates, dim=1, largest=False)
-            pose = (flat // slices.shape[0]) * len(grid) + start + flat % slices.shape[0]
-            best_error, order = torch.cat([best_error, value], 1).topk(self.candidates, dim=1, largest=False)
+            parts = _slice_parts(volume_ft, grid[start:start + self.chunk_rotations], half)  # (n, 2M)
+            score = _fit_score(products @ parts.T, (ctf_power @ (parts**2).T)[:, None, :])  # (B, T, n)
+            value, flat = score.flatten(1).topk(self.candidates, dim=1)
+            pose = (flat // parts.shape[0]) * len(grid) + start + flat % parts.shape[0]
+            best_score, order = torch.cat([best_score, value], 1).topk(self.candidates, dim=1)
             best_pose = torch.gather(torch.cat([best_pose, pose], 1), 1, order)
-        return grid[best_pose % len(grid)], shifts[best_pose // len(grid)], best_error
+        return grid[best_pose % len(grid)], shifts[best_pose // len(grid)], -best_score
 
     @torch.no_grad()
     def refine(self, volume_ft, targets, ctf, half: HalfPlane, rotation, shift_px, step_rad: float,
@@ -184,7 +205,7 @@ class PoseSearch:
         """Local search around ``rotation``/``shift_px`` for ``levels`` levels, halving both steps each level."""
         device = targets.device
         ctf = torch.ones_like(targets.real) if ctf is None else ctf
-        ctf_power = half.weights.to(device) * ctf**2
+        ctf_power = _stacked_ctf_power(half, ctf)[:, :, None]  # (B, 2M, 1)
         shift_step = shift_step_px
         moves = torch.tensor([-1.0, 0.0, 1.0], device=device)
         moves = torch.cartesian_prod(moves, moves)  # (9, 2), index 4 = no move
@@ -192,13 +213,11 @@ class PoseSearch:
         for _ in range(levels):
             candidates = rotation[:, None] @ local_rotation_offsets(step_rad, device=device)  # (B, L, 3, 3)
             shifts = shift_px[:, None, :] + shift_step * moves  # (B, 9, 2)
-            slices = _slices(volume_ft, candidates, half)  # (B, L, M)
-            products = _shifted_products(targets, ctf, half, shifts)  # (B, 9, M)
-            cross = torch.einsum("btm,blm->btl", products.real, slices.real) - torch.einsum(
-                "btm,blm->btl", products.imag, slices.imag)
-            power = torch.einsum("bm,blm->bl", ctf_power, slices.abs() ** 2)
-            error_all = _scaled_error(cross, power[:, None, :])  # (B, 9, L)
-            error, flat = error_all.flatten(1).min(dim=1)
+            parts = _slice_parts(volume_ft, candidates, half)  # (B, L, 2M)
+            cross = _shifted_products(targets, ctf, half, shifts) @ parts.transpose(1, 2)  # (B, 9, L)
+            score = _fit_score(cross, (parts**2 @ ctf_power).transpose(1, 2))  # power (B, 1, L)
+            best, flat = score.flatten(1).max(dim=1)
+            error = -best
             index = torch.arange(len(targets), device=device)
             rotation = candidates[index, flat % candidates.shape[1]]
             shift_px = shifts[index, flat // candidates.shape[1]]
