@@ -14,7 +14,8 @@ from hetacumn.physics.render import render_images
 from hetacumn.physics.rotations import (axis_angle_to_matrix, geodesic_distance_rad, random_rotations,
                                         super_fibonacci_rotations)
 from hetacumn.simulate.volumes import toy_molecule
-from hetacumn.tasks.search import PoseSearch, _slices, candidate_posteriors, noise_power
+from hetacumn.tasks.search import (PoseSearch, _fit_score, _shifted_products, _slice_parts, _slices, _stacked_ctf_power,
+                                   candidate_posteriors, noise_power)
 
 from .conftest import next_step_before_and_after_resume, small_config
 
@@ -53,6 +54,27 @@ def test_search_recovers_known_poses(known):
     assert float(error.median()) < 2.0
     assert float((error < 5).float().mean()) > 0.9
     assert float((found_shift - shift_px).abs().median()) < 0.1
+
+
+def test_stacked_real_products_give_the_complex_fit_error(known):
+    """The search's real matrix products give the complex error sum w |Y - a C S exp(2 pi i k.t)|^2 at the best
+    amplitude a >= 0 (minus sum w |Y|^2), for every image, shift and rotation."""
+    volume_ft, rotations, _, targets, half = known
+    generator = torch.Generator().manual_seed(3)
+    targets, ctf = targets[:4], torch.rand(4, targets.shape[1], generator=generator) * 2 - 1
+    shifts = torch.rand(5, 2, generator=generator) * 4 - 2
+    phase = 2 * torch.pi * (shifts @ half.coords.T)  # (5, M)
+    model = (ctf[:, None, None] * torch.polar(torch.ones_like(phase), phase)[None, :, None]
+             * _slices(volume_ft, rotations[:6], half)[None, None])  # (4 images, 5 shifts, 6 rotations, M)
+    cross = (half.weights * (targets.conj()[:, None, None] * model).real).sum(-1)
+    amplitude = cross.clamp_min(0) / (half.weights * model.abs() ** 2).sum(-1)
+    direct = (half.weights * ((targets[:, None, None] - amplitude[..., None] * model).abs() ** 2
+                              - targets[:, None, None].abs() ** 2)).sum(-1)
+    parts = _slice_parts(volume_ft, rotations[:6], half)
+    stacked_cross = _shifted_products(targets, ctf, half, shifts) @ parts.T
+    power = (_stacked_ctf_power(half, ctf) @ (parts**2).T)[:, None, :]
+    assert float((cross > 0).float().mean()) > 0.2 and float((cross < 0).float().mean()) > 0.2  # both signs tried
+    assert torch.allclose(-_fit_score(stacked_cross, power), direct, atol=1e-4 * float(direct.abs().max()))
 
 
 def test_search_does_not_depend_on_the_volume_scale(known):
