@@ -35,7 +35,7 @@ import torch
 
 from hetacumn.models.lattice import HalfPlane
 from hetacumn.physics.rotations import local_rotation_offsets, super_fibonacci_rotations
-from hetacumn.physics.slice import sample_trilinear_parts
+from hetacumn.physics.slice import sample_trilinear, sample_trilinear_parts
 
 
 def _slice_coords(rotations: torch.Tensor, half: HalfPlane, device) -> torch.Tensor:
@@ -46,8 +46,7 @@ def _slice_coords(rotations: torch.Tensor, half: HalfPlane, device) -> torch.Ten
 
 def _slices(volume_ft: torch.Tensor, rotations: torch.Tensor, half: HalfPlane) -> torch.Tensor:
     """Slices ``(..., M)`` at the half-plane points for rotations ``(..., 3, 3)``."""
-    parts = sample_trilinear_parts(volume_ft, _slice_coords(rotations, half, volume_ft.device))
-    return torch.complex(parts[0], parts[1])
+    return sample_trilinear(volume_ft, _slice_coords(rotations, half, volume_ft.device))
 
 
 def _slice_parts(volume_ft: torch.Tensor, rotations: torch.Tensor, half: HalfPlane) -> torch.Tensor:
