@@ -1,7 +1,8 @@
 """Time the pose search (global grid + local refinement) on real batches against a trained decoder.
 
 The search is what ``train`` runs on every image in its search stage and once more at the end (the final
-poses), and what ``infer --search`` runs: its cost per image sets those stages' speed. The poses found are
+poses), and what ``infer --search`` runs: its cost per image sets those stages' speed. The time is the
+search part of :func:`~hetacumn.engine.inference.infer` on the first ``--images`` particles. The poses found are
 saved, so that two versions of the code can be checked to give the same poses (``--compare``).
 
 Example usage::
@@ -15,18 +16,17 @@ from __future__ import annotations
 import argparse
 import math
 import platform
-import time
 
 import numpy as np
 import torch
 
 from hetacumn.data.images import ParticleImages
+from hetacumn.engine.inference import infer
 from hetacumn.engine.run import load_trained
 from hetacumn.engine.trainer import max_radius_px
 from hetacumn.io.particles import load_particles
-from hetacumn.models.lattice import HalfPlane
 from hetacumn.physics.rotations import geodesic_distance_rad
-from hetacumn.tasks.base import ctf_at
+from hetacumn.tasks.image import ImageReconstructionTask
 from hetacumn.tasks.search_task import pose_search_from_config
 
 
@@ -42,30 +42,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, config = load_trained(args.checkpoint)
-    model.eval()
-    data = ParticleImages(load_particles(args.particles), config.data.mask_radius_fraction,
-                          scale=config.data.scale or None)
-    radius = max_radius_px(config)
-    half = HalfPlane.build(data.box_size, radius)
-    with torch.no_grad():
-        volume_ft = model.fourier_volume(torch.zeros(model.zdim) if model.zdim else None, max_radius_px=radius + 2)
+    particles = load_particles(args.particles)
+    particles = particles.subset(np.arange(min(args.images, len(particles))))
+    data = ParticleImages(particles, config.data.mask_radius_fraction, scale=config.data.scale or None)
     search = pose_search_from_config(config.task, config.model.shift_range_px)
-    rotations, shifts, seconds = [], [], 0.0
-    for start in range(0, min(args.images, len(data)), args.batch_size):
-        batch = data.batch(np.arange(start, min(start + args.batch_size, args.images, len(data))), torch.device("cpu"))
-        targets = half.gather(batch.images_ft)
-        ctf = ctf_at(half, batch.ctf, batch.pixel_size_angstrom)
-        began = time.perf_counter()
-        rotation, shift_px, _ = search(volume_ft, targets, ctf, half)
-        seconds += time.perf_counter() - began
-        rotations.append(rotation)
-        shifts.append(shift_px)
-    rotation, shift_px = torch.cat(rotations), torch.cat(shifts)
-    n = len(rotation)
+    radius = max_radius_px(config)
+    task = ImageReconstructionTask(config.task, config.model.z_mode)
+    result = infer(model, data, task, radius, torch.device("cpu"), args.batch_size, search=search)
+    rotation, shift_px, n = torch.as_tensor(result.rotations), torch.as_tensor(result.shift_px), len(particles)
     print(f"{n} images of {data.box_size} px, radius {radius:g} px, {search.rotation_count} grid rotations, "
           f"{len(search.shift_grid)} shifts, {search.candidates} candidates, {search.levels} levels; "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
-    print(f"search: {seconds:.2f} s, {1000 * seconds / n:.2f} ms per image")
+    print(f"search: {result.seconds['search']:.2f} s, {result.cost_ms_per_image()['search']:.2f} ms per image")
     if args.save:
         torch.save({"rotation": rotation, "shift_px": shift_px}, args.save)
     if args.compare:
