@@ -151,6 +151,10 @@ def _limit_stops(folder: Path) -> int:
 FINAL_PASS_S_PER_IMAGE = 0.1  # 3x the measured cost of train's final pose pass
 
 
+def image_count(data: Path) -> int:
+    return len(np.load(data / "truth" / "labels.npy"))
+
+
 def train_ours(data: Path, method: str, args: argparse.Namespace) -> Run:
     """``hetacumn train`` in stages, one per budget (``--resume``), so that a checkpoint ends at each budget;
     ``hetacumn-poses`` trains at the true poses (``--poses``)."""
@@ -161,7 +165,7 @@ def train_ours(data: Path, method: str, args: argparse.Namespace) -> Run:
     previous_min, offset_s = 0.0, 0.0
     # after its budget each stage gives every image its final pose (~30 ms per 64-px image on one thread):
     # the stage is stopped only well past both, or a large set would lose its poses (50,000 images: ~25 min)
-    final_pass_s = FINAL_PASS_S_PER_IMAGE * len(np.load(data / "truth" / "labels.npy"))
+    final_pass_s = FINAL_PASS_S_PER_IMAGE * image_count(data)
     for budget_min in args.budgets:
         resume = ["--resume"] if previous_min > 0 else ["--overwrite"]
         watcher, stops = CheckpointWatcher(run, offset_s), _limit_stops(run.folder)
@@ -198,7 +202,7 @@ def train_cryodrgn(data: Path, method: str, args: argparse.Namespace) -> Run:
     child = checked(command, run.folder.parent / f"{run.folder.name}.log", budget_s=max(args.budgets) * 60)
     run.peak_bytes = child.peak_bytes
     run.snapshots = [Snapshot(elapsed, epoch) for elapsed, epoch in drgn.checkpoints(run.folder, method, child.start_time)]
-    n_images = len(np.load(data / "truth" / "labels.npy"))
+    n_images = image_count(data)
     run.rates = drgn.epoch_rates(run.folder / "run.log", n_images, 256 if args.smoke else 10_000)
     return run
 
@@ -280,7 +284,7 @@ def infer_at(run: Run, data: Path, args: argparse.Namespace) -> dict:
     """Amortized inference on every image of ``data`` with the run's last checkpoint: wall time, memory, accuracy."""
     out = args.workdir / "inference" / f"{data.name}_{run.method}"
     out.mkdir(parents=True, exist_ok=True)
-    n_images = len(np.load(data / "truth" / "labels.npy"))
+    n_images = image_count(data)
     if run.method in (OURS, OURS_AT_POSES):
         checkpoint = run.folder / "checkpoint.pt"
         child = checked(hetacumn_cli("infer", str(checkpoint), str(data / "particles.star"), "-o", str(out / "run"),
