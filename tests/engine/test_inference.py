@@ -13,7 +13,7 @@ from torch import nn
 from hetacumn.config.presets import preset
 from hetacumn.data.images import ParticleImages
 from hetacumn.data.pose_table import PoseTable
-from hetacumn.engine.inference import CHOICE_RADIUS_PX, infer
+from hetacumn.engine.inference import CHOICE_RADIUS_PX, FIT_RADIUS_PX, infer
 from hetacumn.io.mrc import write_mrc
 from hetacumn.io.particles import load_particles
 from hetacumn.models.encoders import EncoderOutput
@@ -63,9 +63,13 @@ def _degrees(a, b) -> torch.Tensor:
     return torch.rad2deg(geodesic_distance_rad(torch.as_tensor(a).double(), torch.as_tensor(b).double()))
 
 
-def test_table_poses_compete_with_the_search_and_the_better_fit_is_kept(tmp_path):
+@pytest.mark.parametrize("fit_radius_px, true_rows_kept_deg", [(FIT_RADIUS_PX, 1e-6), (8.0, 5.0)])
+def test_table_poses_compete_with_the_search_and_the_better_fit_is_kept(tmp_path, fit_radius_px, true_rows_kept_deg):
     """Even rows of the table hold the true poses, odd rows poses 90 deg off; the search stops after its coarse
-    levels (degrees off). The true rows must stay exactly, the wrong ones must be replaced."""
+    levels (degrees off). Compared within the default radius (here all of the decoded one) the true rows must stay
+    exactly; within 8 px (a quarter of this box) a few go to searched poses nearly as good (the test's renderer
+    and the decoder differ a little, so the truth is not the model's best fit at every radius). The wrong
+    rows must be replaced either way."""
     generator = torch.Generator().manual_seed(5)
     volume = torch.as_tensor(toy_molecule(BOX, 4.0)).float()
     truth = random_rotations(32, generator=generator)
@@ -79,9 +83,9 @@ def test_table_poses_compete_with_the_search_and_the_better_fit_is_kept(tmp_path
     search = PoseSearch(4608, shift_extent_px=1.0, shift_step_px=1.0, levels=2)
 
     result = infer(model, data, task, radius_px=15.0, device=torch.device("cpu"), batch_size=32, search=search,
-                   known=table)
+                   known=table, fit_radius_px=fit_radius_px)
     error = _degrees(result.rotations, truth)
-    assert float(error[~wrong].max()) < 1e-6  # kept from the table: the search's poses fit them worse
+    assert float(error[~wrong].max()) < true_rows_kept_deg  # kept from the table: the search's poses fit worse
     assert float(error[wrong].max()) < 10.0  # replaced by the searched poses (the table's were 90 deg off)
     assert float(error[wrong].min()) > 1e-3  # ... which the coarse search did not get exactly
 

@@ -33,7 +33,7 @@ class _FixedReference:
     def transform(self):
         return self.volume_ft
 
-    def add(self, batch, rotation, shift_px, keep=slice(None), weights=None):
+    def add(self, batch, rotation, shift_px, keep=slice(None), weights=None, max_radius_px=None):
         self.added.append(keep)
 
 

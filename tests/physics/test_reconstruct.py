@@ -116,3 +116,23 @@ def test_accumulator_weights_scale_both_sums(dataset):
     doubled = BackprojectionAccumulator(BOX)
     doubled.add(subset, views, weights=torch.full((16,), 2.0))
     assert torch.allclose(doubled.sums, 2 * once.sums, atol=1e-4 * once.sums.abs().max().item())
+
+
+@pytest.mark.parametrize("oversampling, with_ctf", [(1, True), (2, False)])
+def test_accumulator_within_a_radius_keeps_the_sums_inside_it(dataset, ctf_dataset, oversampling, with_ctf):
+    # Voxels within radius - 2 get trilinear weight only from slice points within the radius: their sums
+    # equal the full insertion's; beyond radius + 2 nothing was inserted.
+    _, rotations, images = dataset
+    ctf = ctf_dataset[0][:32] if with_ctf else None
+    radius = 9.0
+    full, limited = BackprojectionAccumulator(BOX, oversampling), BackprojectionAccumulator(BOX, oversampling)
+    full.add(images[:32], rotations[:32], ctf=ctf)
+    limited.add(images[:32], rotations[:32], ctf=ctf, max_radius_px=radius)
+    size = full.padded_size
+    offsets = torch.stack(torch.meshgrid(*[torch.arange(size) - size // 2] * 3, indexing="ij"), -1)
+    voxel_radius = offsets.float().norm(dim=-1).flatten() / oversampling
+    inside, outside = voxel_radius <= radius - 2, voxel_radius > radius + 2
+    scale = full.sums.abs().max().item()
+    assert float((full.sums[inside, 2] > 0).float().mean()) > 0.5 and bool((full.sums[outside, 2] > 0).any())
+    assert torch.allclose(limited.sums[inside], full.sums[inside], atol=1e-5 * scale)
+    assert float(limited.sums[outside].abs().max()) == 0.0

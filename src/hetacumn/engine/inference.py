@@ -7,7 +7,8 @@ refinement), and ``refine_steps`` K moves each pose by K Adam steps against the 
 and sliced by interpolation, which costs far less than the decoder per step). ``known`` (the training
 run's pose table) supplies the poses of the images it holds, which are not refined again; with a search,
 each of them competes with the image's searched pose and the one the decoder renders closer to the image
-is kept (the table's poses were refined against earlier decoders: BENCHMARKS.md, "Final poses").
+(within ``fit_radius_px``) is kept (the table's poses were refined against earlier decoders: BENCHMARKS.md,
+"Final poses").
 The seconds spent in each part are returned, so every command can report its cost per image.
 
 With a symmetrized loss the encoder was trained to be right on the better of the two paths, so each
@@ -44,6 +45,9 @@ from hetacumn.tasks.search import PoseSearch
 
 log = logging.getLogger(__name__)
 CHOICE_RADIUS_PX = 12.0  # frequencies (px) that choose between the symmetrized paths
+# A table's pose competes with the searched one within 16 px: on the 64-px two-state set the same poses win as
+# at the full radius (31 px), at a sixth of the decoder's cost (BENCHMARKS.md, "Final poses").
+FIT_RADIUS_PX = 16.0
 
 
 @dataclass
@@ -59,10 +63,12 @@ class Inference:
 
 def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, radius_px: float,
           device: torch.device, batch_size: int = 256, search: PoseSearch | None = None, refine_steps: int = 0,
-          known: PoseTable | None = None, choice_radius_px: float = CHOICE_RADIUS_PX) -> Inference:
+          known: PoseTable | None = None, choice_radius_px: float = CHOICE_RADIUS_PX,
+          fit_radius_px: float = FIT_RADIUS_PX) -> Inference:
     model.eval()
     half = HalfPlane.build(data.box_size, radius_px, device=device)
     choice = HalfPlane.build(data.box_size, min(radius_px, choice_radius_px), device=device)
+    fit = HalfPlane.build(data.box_size, min(radius_px, fit_radius_px), device=device)
     z_mean = None if model.zdim == 0 else torch.zeros(model.zdim, device=device)
     on_grid = search is not None or (refine_steps > 0 and model.zdim == 0)
     volume_ft = model.fourier_volume(z_mean, max_radius_px=radius_px + 2) if on_grid else None
@@ -96,7 +102,9 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
             from_table = ~todo
             if search is not None:
                 with _timed(seconds, "search", device):
-                    from_table &= _fits_better(model, volume_ft, targets, out.z, context,
+                    fit_context = StepContext(fit, ctf_at(fit, batch.ctf, batch.pixel_size_angstrom), 0, generator,
+                                              deterministic=True)
+                    from_table &= _fits_better(model, volume_ft, fit.gather(batch.images_ft), out.z, fit_context,
                                                (rows.rotation, rows.shift_px), (rotation, shift_px))
             rotation[from_table], shift_px[from_table] = rows.rotation[from_table], rows.shift_px[from_table]
             table_count += int(from_table.sum())

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from hetacumn.physics.fourier import fft2_centered, ifft2_centered, ifft3_centered
+from hetacumn.physics.grids import real_grid_2d
 from hetacumn.physics.shift import translate_ft
 from hetacumn.physics.slice import central_slice_coordinates, gridding_correction
 
@@ -73,6 +74,7 @@ class BackprojectionAccumulator:
         ctf: torch.Tensor | None = None,
         shift_px: torch.Tensor | None = None,
         weights: torch.Tensor | None = None,
+        max_radius_px: float | None = None,
     ) -> None:
         """Insert a batch of observed images.
 
@@ -87,6 +89,9 @@ class BackprojectionAccumulator:
         weights : (B,) tensor or None
             Per-image weights multiplying both ``ctf * Y`` and ``ctf^2`` (None: 1), e.g. posterior
             probabilities of one image inserted at several poses.
+        max_radius_px : float or None
+            Only the image frequencies within this radius (px of the ``D`` grid) are inserted (None: all),
+            for a caller that reads the volume's transform only up to a smaller radius.
         """
         dtype = self.sums.dtype
         images = images.to(self.device, dtype)
@@ -109,15 +114,20 @@ class BackprojectionAccumulator:
         chunk = max(1, _POINTS_PER_CHUNK // values.shape[-1] ** 2)
         for start in range(0, images.shape[0], chunk):
             end = start + chunk
-            self._insert(values[start:end], ctf2[start:end], rotations[start:end])
+            self._insert(values[start:end], ctf2[start:end], rotations[start:end], max_radius_px)
         self.count += images.shape[0]
 
-    def _insert(self, values_ft: torch.Tensor, weights_2d: torch.Tensor, rotations: torch.Tensor) -> None:
-        """Trilinear scatter of ``(B, M, M)`` samples (``M`` = D or P) onto the ``P^3`` grid."""
-        size = self.padded_size
-        scale = size / values_ft.shape[-1]
-        coords = central_slice_coordinates(rotations, values_ft.shape[-1], scale).reshape(-1, 3) + size // 2
-        samples = torch.cat([torch.view_as_real(values_ft).reshape(-1, 2), weights_2d.reshape(-1, 1)], dim=1)
+    def _insert(self, values_ft: torch.Tensor, weights_2d: torch.Tensor, rotations: torch.Tensor,
+                max_radius_px: float | None) -> None:
+        """Trilinear scatter of ``(B, M, M)`` samples (``M`` = D or P) within ``max_radius_px`` (px of the
+        ``D`` grid; None: all) onto the ``P^3`` grid."""
+        size, m = self.padded_size, values_ft.shape[-1]
+        coords = central_slice_coordinates(rotations, m, size / m).flatten(1, 2)  # (B, M*M, 3)
+        samples = torch.cat([torch.view_as_real(values_ft).flatten(1, 2), weights_2d.flatten(1)[..., None]], dim=-1)
+        if max_radius_px is not None:
+            inside = real_grid_2d(m, device=self.device).flatten(0, 1).norm(dim=-1) <= max_radius_px * m / self.box_size
+            coords, samples = coords[:, inside], samples[:, inside]
+        coords, samples = coords.reshape(-1, 3) + size // 2, samples.reshape(-1, 3)
         # Per axis (x, y, z): the two neighbouring planes' flat-index parts and weights (0 outside the box).
         parts = []
         for axis, stride in enumerate((1, size, size * size)):

@@ -63,6 +63,10 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+# The references are read only within the search's radius, which grows by a px every ~1,500 images (frequency
+# marching) while they forget with a memory of ~850: inserting 8 px beyond it fills each new shell for ~3,000
+# images (97 % of its steady weight) before the search reads it, and skips the rest of each slice.
+INSERT_MARGIN_PX = 8.0
 _MIN_POSTERIOR = 1e-3  # candidate poses below this weight are not backprojected
 
 
@@ -91,18 +95,20 @@ class ReferenceVolume:
         return self.accumulator.count == 0
 
     def add(self, batch: Batch, rotation: torch.Tensor, shift_px: torch.Tensor | None, keep=slice(None),
-            weights: torch.Tensor | None = None) -> None:
+            weights: torch.Tensor | None = None, max_radius_px: float | None = None) -> None:
         """Insert the images ``keep`` of the batch at their poses and forget in proportion to their number.
 
         With ``weights`` ``(B, K)`` each image is inserted at ``K`` poses (``rotation`` ``(B, K, 3, 3)``,
-        ``shift_px`` ``(B, K, 2)``) with those weights, summing to 1 per image.
+        ``shift_px`` ``(B, K, 2)``) with those weights, summing to 1 per image. ``max_radius_px``: see
+        :meth:`BackprojectionAccumulator.add`.
         """
         images = batch.images[keep]
         ctf = None if batch.ctf is None else ctf_images(batch.ctf[keep], images.shape[-1], batch.pixel_size_angstrom[keep])
-        self.add_images(images, ctf, rotation, shift_px, weights)
+        self.add_images(images, ctf, rotation, shift_px, weights, max_radius_px)
 
     def add_images(self, images: torch.Tensor, ctf: torch.Tensor | None, rotation: torch.Tensor,
-                   shift_px: torch.Tensor | None, weights: torch.Tensor | None = None) -> None:
+                   shift_px: torch.Tensor | None, weights: torch.Tensor | None = None,
+                   max_radius_px: float | None = None) -> None:
         """:meth:`add` for images ``(B, D, D)`` and CTF images ``(B, D, D)`` (or None) at hand."""
         image_count = len(images)
         if weights is not None:
@@ -110,14 +116,16 @@ class ReferenceVolume:
         if not _distributed():
             if len(images):  # a class may get no image of a batch
                 self.accumulator.sums *= max(0.0, 1.0 - image_count / self.memory_images)
-                self.accumulator.add(images, rotation, ctf=ctf, shift_px=shift_px, weights=weights)
+                self.accumulator.add(images, rotation, ctf=ctf, shift_px=shift_px, weights=weights,
+                                     max_radius_px=max_radius_px)
             return
         count = torch.tensor([float(image_count)], device=self.accumulator.device)
         dist.all_reduce(count)
         kept = self.accumulator.sums * max(0.0, 1.0 - float(count) / self.memory_images)
         self.accumulator.sums = torch.zeros_like(kept)
         if len(images):
-            self.accumulator.add(images, rotation, ctf=ctf, shift_px=shift_px, weights=weights)
+            self.accumulator.add(images, rotation, ctf=ctf, shift_px=shift_px, weights=weights,
+                                 max_radius_px=max_radius_px)
         dist.all_reduce(self.accumulator.sums)
         self.accumulator.sums += kept
         self.accumulator.count += int(count) - len(images)
@@ -204,14 +212,16 @@ class PoseSearchTask:
         """The images ``keep`` into the reference: at the best pose, or (``search_soft``) at every candidate
         pose weighted by its posterior."""
         rotation, shift_px, _, (rotations, shifts, error) = found
+        # with classes, the difference map reads the consensus at every frequency (tasks/class_split.py)
+        radius = None if len(self.references) > 1 else context.half_plane.radius_px + INSERT_MARGIN_PX
         if not resolve_soft_assignment(self.config.search_soft, self.estimated_snr):
-            reference.add(batch, rotation[keep], shift_px[keep], keep)
+            reference.add(batch, rotation[keep], shift_px[keep], keep, max_radius_px=radius)
             return
         weights = self.search.posteriors(target[keep], context.half_plane, rotations[keep], shifts[keep], error[keep])
         best = (torch.arange(len(keep), device=error.device), error[keep].argmin(1))
         rotations, shifts = rotations[keep].clone(), shifts[keep].clone()
         rotations[best], shifts[best] = rotation[keep], shift_px[keep]  # the best candidate at its refined pose
-        reference.add(batch, rotations, shifts, keep, weights=weights)
+        reference.add(batch, rotations, shifts, keep, weights=weights, max_radius_px=radius)
 
     def search_and_add(self, batch: Batch, target: torch.Tensor, context: StepContext):
         """Each image's best pose (and class) against the references, which then take in the batch.
