@@ -88,6 +88,8 @@ def test_table_poses_compete_with_the_search_and_the_better_fit_is_kept(tmp_path
     assert float(error[~wrong].max()) < true_rows_kept_deg  # kept from the table: the search's poses fit worse
     assert float(error[wrong].max()) < 10.0  # replaced by the searched poses (the table's were 90 deg off)
     assert float(error[wrong].min()) > 1e-3  # ... which the coarse search did not get exactly
+    assert set(result.seconds) == {"encoder", "search", "table comparison"}  # each part timed on its own
+    assert min(result.seconds.values()) > 0
 
 
 @pytest.mark.parametrize("choice_radius_px", [4.0, CHOICE_RADIUS_PX, 15.0])

@@ -9,7 +9,8 @@ run's pose table) supplies the poses of the images it holds, which are not refin
 each of them competes with the image's searched pose and the one the decoder renders closer to the image
 (within ``fit_radius_px``) is kept (the table's poses were refined against earlier decoders: BENCHMARKS.md,
 "Final poses").
-The seconds spent in each part are returned, so every command can report its cost per image.
+The seconds spent in each part (encoder, search, refine, table comparison) are returned, so every command can
+report its cost per image.
 
 With a symmetrized loss the encoder was trained to be right on the better of the two paths, so each
 image is decoded on both and the path that explains it better is kept, as in training (the image task
@@ -55,7 +56,7 @@ class Inference:
     rotations: np.ndarray  # (N, 3, 3) pose rotations A
     shift_px: np.ndarray  # (N, 2)
     z: np.ndarray | None  # (N, zdim) latent means
-    seconds: dict[str, float] = field(default_factory=dict)  # wall time per part: encoder, search, refine
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per part: encoder, search, refine, table comparison
 
     def cost_ms_per_image(self) -> dict[str, float]:
         return {part: 1000 * s / max(len(self.rotations), 1) for part, s in self.seconds.items()}
@@ -78,6 +79,8 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
     rotations, shifts, zs = np.zeros((n, 3, 3)), np.zeros((n, 2)), []
     table_count = 0
     seconds = {"encoder": 0.0} | ({"search": 0.0} if search else {}) | ({"refine": 0.0} if refine_steps else {})
+    if search is not None and known is not None:
+        seconds["table comparison"] = 0.0
     for start in tqdm(range(0, n, batch_size), desc="inferring poses", unit="batch"):
         index = np.arange(start, min(start + batch_size, n))
         batch = data.batch(index, device)
@@ -101,7 +104,7 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
             rows = known.read(index, device)
             from_table = ~todo
             if search is not None:
-                with _timed(seconds, "search", device):
+                with _timed(seconds, "table comparison", device):
                     fit_context = StepContext(fit, ctf_at(fit, batch.ctf, batch.pixel_size_angstrom), 0, generator,
                                               deterministic=True)
                     from_table &= _fits_better(model, volume_ft, fit.gather(batch.images_ft), out.z, fit_context,
