@@ -56,7 +56,7 @@ class Inference:
     rotations: np.ndarray  # (N, 3, 3) pose rotations A
     shift_px: np.ndarray  # (N, 2)
     z: np.ndarray | None  # (N, zdim) latent means
-    seconds: dict[str, float] = field(default_factory=dict)  # wall time per part: encoder, search, refine, table comparison
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per part (see the module's docstring)
 
     def cost_ms_per_image(self) -> dict[str, float]:
         return {part: 1000 * s / max(len(self.rotations), 1) for part, s in self.seconds.items()}
@@ -84,9 +84,7 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
     for start in tqdm(range(0, n, batch_size), desc="inferring poses", unit="batch"):
         index = np.arange(start, min(start + batch_size, n))
         batch = data.batch(index, device)
-        context = StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), 0, generator, deterministic=True)
-        choice_context = StepContext(choice, ctf_at(choice, batch.ctf, batch.pixel_size_angstrom), 0, generator,
-                                     deterministic=True)
+        context, choice_context = _context(half, batch, generator), _context(choice, batch, generator)
         with _timed(seconds, "encoder", device), torch.no_grad():
             out = task.step(model, batch, choice_context)
         rotation, shift_px = out.rotation.double(), out.shift_px.double()
@@ -105,9 +103,8 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
             from_table = ~todo
             if search is not None:
                 with _timed(seconds, "table comparison", device):
-                    fit_context = StepContext(fit, ctf_at(fit, batch.ctf, batch.pixel_size_angstrom), 0, generator,
-                                              deterministic=True)
-                    from_table &= _fits_better(model, volume_ft, fit.gather(batch.images_ft), out.z, fit_context,
+                    from_table &= _fits_better(model, volume_ft, fit.gather(batch.images_ft), out.z,
+                                               _context(fit, batch, generator),
                                                (rows.rotation, rows.shift_px), (rotation, shift_px))
             rotation[from_table], shift_px[from_table] = rows.rotation[from_table], rows.shift_px[from_table]
             table_count += int(from_table.sum())
@@ -120,6 +117,11 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
         log.info("final poses: %d of %d images kept their refined pose from the pose table, the others took the "
                  "pose searched against the final decoder (it explains them better)", table_count, n)
     return Inference(rotations, shifts, np.concatenate(zs) if zs else None, seconds)
+
+
+def _context(half: HalfPlane, batch, generator: torch.Generator) -> StepContext:
+    """The inference step context of ``batch`` at the points of ``half`` (CTF values there, deterministic)."""
+    return StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), 0, generator, deterministic=True)
 
 
 @torch.no_grad()

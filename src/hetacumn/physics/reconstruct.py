@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from hetacumn.physics.fourier import fft2_centered, ifft2_centered, ifft3_centered
-from hetacumn.physics.grids import real_grid_2d
+from hetacumn.physics.grids import radial_grid_2d
 from hetacumn.physics.shift import translate_ft
 from hetacumn.physics.slice import central_slice_coordinates, gridding_correction
 
@@ -125,7 +125,7 @@ class BackprojectionAccumulator:
         coords = central_slice_coordinates(rotations, m, size / m).flatten(1, 2)  # (B, M*M, 3)
         samples = torch.cat([torch.view_as_real(values_ft).flatten(1, 2), weights_2d.flatten(1)[..., None]], dim=-1)
         if max_radius_px is not None:
-            inside = real_grid_2d(m, device=self.device).flatten(0, 1).norm(dim=-1) <= max_radius_px * m / self.box_size
+            inside = radial_grid_2d(m, device=self.device).flatten() <= max_radius_px * m / self.box_size
             coords, samples = coords[:, inside], samples[:, inside]
         coords, samples = coords.reshape(-1, 3) + size // 2, samples.reshape(-1, 3)
         # Per axis (x, y, z): the two neighbouring planes' flat-index parts and weights (0 outside the box).
