@@ -108,7 +108,8 @@ def test_missing_ctf_column_in_the_optics_block(project, capsys):
     star = _edit(write_star(project / "p.star", NAMES), "_rlnAmplitudeContrast\n", "")
     _edit(star, " 2.7 0.1\n", " 2.7\n")
     run_bad_input(capsys, project, ["train", star, "-o", project / "run", "--epochs", "1"], star,
-                  r"no CTF parameters \(missing rlnAmplitudeContrast\)$")
+                  r"no CTF parameters \(missing rlnAmplitudeContrast\): give them with --ctf ctf.pkl, or model none "
+                  r"with --no-ctf$")
 
 
 def test_defocus_not_positive(project, capsys):

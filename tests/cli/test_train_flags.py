@@ -64,3 +64,12 @@ def test_large_boxes_on_the_cpu_get_the_downsample_advice():
     assert "hetacumn downsample p.star -D 64 -o small.mrcs --star small.star" in advice
     assert box_advice("p.star", 128, "cpu") is None
     assert box_advice("p.star", 256, "cuda") is None
+
+
+def test_default_epochs_make_at_least_80000_images_so_the_search_stage_runs_whole():
+    small = _config(n_images=1000)
+    assert (small.train.epochs, small.task.pose_search_images, small.task.refine_start_images) == (80, 40_000, 40_000)
+    assert _config(n_images=3000).train.epochs == 27  # ceil(80,000 / 3,000)
+    assert _config("--train-subset", "500", n_images=90_000).train.epochs == 160
+    assert _config(n_images=5000).train.epochs == 20  # the preset's, already over 80,000 images
+    assert _config("--epochs", "7", n_images=1000).train.epochs == 7

@@ -159,13 +159,16 @@ def _write_volumes(model, z_points: np.ndarray, folder: Path, voxel_size_angstro
     return volumes
 
 
-def _halfmap_fsc(particles: ParticleSet, folder: Path, voxel_size_angstrom: float, device: torch.device) -> dict:
-    """Backproject the two half-sets at the run's poses; write the maps; the FSC and its 0.143 resolution."""
+def _halfmap_fsc(run: TrainedRun, folder: Path, device: torch.device) -> dict:
+    """Backproject the two half-sets at the run's poses, with the CTF and contrast the run modelled; write the
+    maps; the FSC and its 0.143 resolution."""
     folder.mkdir()
+    particles, voxel_size_angstrom = run.particles, run.pixel_size_angstrom
     halves = backproject_particles(particles, particles.poses, half_index=half_set_index(particles),
-                                   use_ctf=particles.ctf is not None, device=device)
-    maps = [half.volume() for half in halves]
-    for name, volume in zip(("half_a", "half_b", "full"), [*maps, halves[0].merged_with(halves[1]).volume()]):
+                                   use_ctf=run.config.data.use_ctf and particles.ctf is not None, device=device)
+    sign = -1.0 if run.config.data.scale < 0 else 1.0  # a run that inverted its images: maps of positive density
+    maps = [sign * half.volume() for half in halves]
+    for name, volume in zip(("half_a", "half_b", "full"), [*maps, sign * halves[0].merged_with(halves[1]).volume()]):
         write_mrc(folder / f"{name}.mrc", volume.cpu().numpy(), voxel_size_angstrom)
     freqs_px, fsc = fourier_shell_correlation(maps[0], maps[1])
     res_px = resolution_at(freqs_px, fsc, 0.143)
@@ -284,7 +287,7 @@ def run_analysis(run_dir: str | Path, outdir: str | Path, ksample: int = 20, tru
             points = pc_traversal(latent.projected, latent.components, latent.mean, pc, TRAVERSAL_POINTS)
             _write_volumes(model, points, outdir / f"pc{pc}", run.pixel_size_angstrom, f"PC{pc} traversal")
     with _timed(timings, "halfmap_fsc"):
-        halfmap = _halfmap_fsc(run.particles, outdir / "halfmaps", run.pixel_size_angstrom, device)
+        halfmap = _halfmap_fsc(run, outdir / "halfmaps", device)
     summary = {
         "run_dir": str(run.path), "n_particles": len(run.z), "zdim": int(run.z.shape[1]),
         "box_size_px": run.particles.box_size, "pixel_size_angstrom": run.pixel_size_angstrom,

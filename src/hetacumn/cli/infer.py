@@ -17,9 +17,11 @@ from hetacumn.io.particles import load_particles
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint.pt written by hetacumn train")
-    parser.add_argument("particles", help="particle file: .star, .cs, .mrcs or .txt (with CTF)")
+    parser.add_argument("particles", help="particle file: .star, .cs, .mrcs or .txt (with CTF unless trained "
+                                          "with --no-ctf; the contrast is the training's)")
     parser.add_argument("-o", "--outdir", required=True, help="output folder")
     parser.add_argument("--datadir", help="folder holding the stacks named in a STAR or .cs file")
+    parser.add_argument("--ctf", metavar="PKL", help="cryoDRGN ctf.pkl replacing the particle file's CTF")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default=default_device(), help="cpu or cuda[:N] (default: cuda when present)")
     parser.add_argument("--search", action="store_true",
@@ -32,9 +34,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.refine < 0:
         raise InputError("--refine", f"must be 0 or more steps, got {args.refine}")
-    particles = load_particles(args.particles, datadir=args.datadir)
-    particles.require_ctf()
-    particles.require_even_box()
+    particles = load_particles(args.particles, datadir=args.datadir, ctf=args.ctf)
+    particles.require_even_box()  # the CTF is required by the checkpoint's run, unless it models none
     infer_particles(args.checkpoint, particles, args.outdir, str(parse_device(args.device)), args.batch_size,
                     overwrite=args.overwrite, search=args.search, refine_steps=args.refine)
     return 0

@@ -19,6 +19,7 @@ import torch
 
 from hetacumn.cli.common import parse_device
 from hetacumn.data.backproject import backproject_particles, half_set_index
+from hetacumn.data.contrast import CONTRAST_MODES, contrast_decision, describe_contrast, particles_contrast_score
 from hetacumn.errors import InputError
 from hetacumn.io.mrc import write_mrc
 from hetacumn.io.particles import load_particles
@@ -35,6 +36,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ctf", help="cryoDRGN CTF pickle (overrides the CTF in the particle file)")
     parser.add_argument("--datadir", help="folder holding the stacks named in a STAR or .cs file")
     parser.add_argument("--no-ctf", action="store_true", help="ignore the CTF (images are used as they are)")
+    parser.add_argument("--contrast", choices=CONTRAST_MODES, default="auto",
+                        help="auto: negate the maps when the particles are dark (the opposite of RELION's "
+                             "convention); as-is; invert (default auto)")
     parser.add_argument("--first", type=int, help="use only the first N particles")
     parser.add_argument("--half-maps", action="store_true", help="also write two half maps and report their FSC")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -66,11 +70,14 @@ def main(args: argparse.Namespace) -> int:
              "applied" if use_ctf else "ignored")
     halves = backproject_particles(particles, particles.poses, half_index=half_set_index(particles), use_ctf=use_ctf,
                                    batch_size=args.batch_size, device=device)
-    full = halves[0].merged_with(halves[1]).volume()
+    score = particles_contrast_score(particles)
+    sign = -1.0 if contrast_decision(args.contrast, score) else 1.0
+    log.info(describe_contrast(args.contrast, score, sign < 0).replace("images inverted", "maps negated"))
+    full = sign * halves[0].merged_with(halves[1]).volume()
     write_mrc(output, full.cpu().numpy(), pixel_size, overwrite=args.overwrite)
     log.info("wrote %s", output)
     if args.half_maps:
-        maps = [h.volume() for h in halves]
+        maps = [sign * h.volume() for h in halves]
         for path, volume in zip(half_paths, maps):
             write_mrc(path, volume.cpu().numpy(), pixel_size, overwrite=args.overwrite)
         freqs, curve = fourier_shell_correlation(maps[0], maps[1])

@@ -2,14 +2,17 @@
 
 The methods are presets of one engine: hetacumn (variational image task + conditional pose
 prediction, default), acehetem (+ warm-up labeling), cryofire (autoencoder z, mirror loss, pose-only
-phase), cryoai (homogeneous). CTFs come from the particle file. After training, every image gets a
-pose and a latent (poses.pkl, poses.star, z.npy) and a consensus volume is written.
+phase), cryoai (homogeneous). CTFs come from the particle file (or --ctf, or none with --no-ctf); dark
+particles (the opposite of RELION's contrast) are inverted unless --contrast says otherwise. After
+training, every image gets a pose and a latent (poses.pkl, poses.star, z.npy) and a consensus volume
+is written.
 
 Example usage:
     hetacumn train particles.star -o run1 --epochs 20
     hetacumn train particles.star -o run1 --method cryoai --device cuda
     hetacumn train particles.star -o run1 --resume
     hetacumn train run_data.star -o run1 --poses run_data.star      # heterogeneity at consensus poses
+    hetacumn train particles.mrcs -o run1 --ctf ctf.pkl               # cryoDRGN-style inputs
     torchrun --nproc_per_node 4 -m hetacumn.cli.main train particles.star -o run1 --device cuda
 """
 
@@ -21,7 +24,8 @@ import logging
 from pathlib import Path
 
 from hetacumn.cli.common import default_device, parse_device
-from hetacumn.config.presets import METHODS, default_search_images, preset, with_search_stage
+from hetacumn.config.presets import METHODS, default_epochs, default_search_images, preset, with_search_stage
+from hetacumn.data.contrast import CONTRAST_MODES
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.engine.run import train
@@ -37,9 +41,17 @@ log = logging.getLogger(__name__)
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("particles", help="particle file: .star, .cs, .mrcs or .txt (with CTF)")
     parser.add_argument("-o", "--outdir", required=True, help="output folder")
+    parser.add_argument("--ctf", metavar="PKL", help="cryoDRGN ctf.pkl replacing the particle file's CTF")
+    parser.add_argument("--no-ctf", action="store_true",
+                        help="model the images without a CTF (plain projections, e.g. simulated without one)")
+    parser.add_argument("--contrast", choices=CONTRAST_MODES, default="auto",
+                        help="auto: invert the images when the particles are dark (the opposite of RELION's "
+                             "convention, e.g. simulated with cryoDRGN's CTF sign); as-is; invert (default auto)")
     parser.add_argument("--method", default="hetacumn", help=f"one of {', '.join(METHODS)} (default hetacumn)")
     parser.add_argument("--zdim", type=int, default=8, help="latent dimension (heterogeneous methods)")
-    parser.add_argument("--epochs", type=int, help="passes over the training images (default: the preset's)")
+    parser.add_argument("--epochs", type=int,
+                        help="passes over the training images (default: the preset's 20, or enough for 80,000 "
+                             "images on a smaller set)")
     parser.add_argument("--max-minutes", type=float, help="stop training after this many minutes (resumable)")
     parser.add_argument("--batch-size", type=int, help="images per step (per process under torchrun)")
     parser.add_argument("--lr", type=float, help="Adam learning rate")
@@ -87,16 +99,17 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
     if args.zdim < 1 and args.method != "cryoai":
         raise InputError("--zdim", f"must be at least 1 for the heterogeneous method {args.method}")
     config = preset(args.method, box_size=box_size, zdim=args.zdim, device=args.device)
+    n_train = min(args.train_subset, n_images) if args.train_subset > 0 else n_images
+    epochs = args.epochs or default_epochs(n_train, config.train.epochs)
     if not args.poses:
         if args.pose_search is not None:
             search = args.pose_search
         elif default_search is not None:
             search = default_search
         else:
-            n_train = min(args.train_subset, n_images) if args.train_subset > 0 else n_images
-            search = default_search_images(n_train, args.epochs or config.train.epochs)
+            search = default_search_images(n_train, epochs)
         config = with_search_stage(config, max(search, 0))
-    train_overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+    train_overrides = {k: v for k, v in {"epochs": epochs, "batch_size": args.batch_size, "lr": args.lr,
                                          "seed": args.seed, "train_subset": args.train_subset,
                                          "max_minutes": args.max_minutes,
                                          "marching_images_per_px": args.marching,
@@ -122,6 +135,9 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
         config.model.encoder = dataclasses.replace(config.model.encoder, rotation_hypotheses=args.hypotheses)
     config.data.particles = str(args.particles)
     config.data.datadir = args.datadir
+    config.data.contrast = args.contrast
+    config.data.ctf = str(args.ctf or "")
+    config.data.use_ctf = not args.no_ctf
     return config
 
 
@@ -176,8 +192,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    particles = load_particles(args.particles, datadir=args.datadir, poses=args.poses)
-    particles.require_ctf()
+    if args.ctf and args.no_ctf:
+        raise InputError("--ctf", "cannot be combined with --no-ctf")
+    particles = load_particles(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf)
+    if not args.no_ctf and particles.ctf is None:
+        raise InputError(particles.path, f"no CTF parameters ({particles.ctf_problem or 'absent'}): give them with "
+                                         "--ctf ctf.pkl, or model none with --no-ctf")
     particles.require_even_box()
     advice = box_advice(args.particles, particles.box_size, args.device)
     if advice:

@@ -16,6 +16,7 @@ then per-particle pose refinement (the only schedule measured to recover poses a
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from hetacumn.config.schema import DecoderConfig, EncoderConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig
 
@@ -65,6 +66,16 @@ def preset(method: str, box_size: int = 64, zdim: int = 8, device: str = "cpu") 
 
 DEFAULT_SEARCH_IMAGES = 40_000  # 64 px, SNR 0.1: 11.8 deg after search then refinement (BENCHMARKS.md)
 SEARCH_MARCHING_IMAGES_PER_PX = 1500  # fast enough to reach Nyquist of a 64-px box within the search stage
+
+
+MIN_DEFAULT_IMAGES = 2 * DEFAULT_SEARCH_IMAGES  # a default run holds the whole default search stage in its first half
+
+
+def default_epochs(n_train: int, preset_epochs: int) -> int:
+    """The preset's epochs, or more on a small set: enough passes for 80,000 images, so that the default
+    search stage runs whole (cryoDRGN's 1,000 toy projections: median 18.2 deg with 20 epochs, 1.3 deg with 80,
+    BENCHMARKS.md)."""
+    return max(preset_epochs, math.ceil(MIN_DEFAULT_IMAGES / max(n_train, 1)))
 
 
 def default_search_images(n_train: int, epochs: int) -> int:

@@ -2,7 +2,8 @@
 
 Images are held in memory when they fit (``max_memory_gb``), else read batch by batch through the
 particle set's memory maps. Statistics (normalisation scale, noise level outside the particle, SNR)
-come from a fixed sample of up to 1,000 images, so they are deterministic.
+come from a fixed sample of up to 1,000 images, so they are deterministic. A negative scale inverts
+the images: the contrast mode "auto" chooses it when the sample's particles are dark (data/contrast.py).
 
 Example usage::
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hetacumn.data.contrast import contrast_decision, contrast_score
 from hetacumn.data.order import ChunkCache
 from hetacumn.errors import InputError
 from hetacumn.io.particles import ParticleSet
@@ -38,15 +40,21 @@ class Batch:
 
 @dataclass(frozen=True)
 class ImageStats:
-    scale: float  # images are divided by this (std inside the window of the raw sample)
+    scale: float  # images are divided by this (std inside the window of the raw sample; < 0 inverts them)
     noise_variance: float  # per-pixel variance outside the particle, normalised units
     snr: float  # (total variance - noise variance) / noise variance inside the window
     radial_amplitude: np.ndarray  # RMS |FT| of the prepared images per integer radius (px), D // 2 + 2 shells
+    contrast_score: float  # > 0: white particles (RELION's convention), in standard errors (data/contrast.py)
+
+    @property
+    def inverted(self) -> bool:
+        return self.scale < 0
 
 
 class ParticleImages:
     def __init__(self, particles: ParticleSet, mask_radius_fraction: float = 0.85, max_memory_gb: float = 4.0,
-                 scale: float | None = None, chunk_images: int = 1024, buffer_chunks: int = 16):
+                 scale: float | None = None, chunk_images: int = 1024, buffer_chunks: int = 16,
+                 contrast: str = "as-is"):
         self.particles = particles
         self.chunk_images = chunk_images  # out of core: contiguous chunks read whole and kept in a small cache
         self.buffer_chunks = buffer_chunks
@@ -54,6 +62,7 @@ class ParticleImages:
         self.box_size = particles.box_size
         d = self.box_size
         self.window = soft_circular_mask(d, radius_px=mask_radius_fraction * d / 2, width_px=max(2.0, 0.05 * d))
+        self.contrast = contrast  # "auto", "as-is" or "invert"; a given ``scale`` carries its own sign
         self.stats = self._estimate_stats(scale)
         self._cache: torch.Tensor | None = None
         if len(particles) * d * d * 4 <= max_memory_gb * 2**30:
@@ -75,25 +84,30 @@ class ParticleImages:
         return images
 
     def _estimate_stats(self, scale: float | None) -> ImageStats:
-        """Normalisation and noise statistics; ``scale`` fixes the normalisation (e.g. a trained model's)."""
+        """Normalisation and noise statistics; ``scale`` fixes the normalisation and the contrast (e.g. a
+        trained model's), else the contrast mode decides the sign."""
         rng = np.random.default_rng(0)
         n = len(self.particles)
         sample = np.sort(rng.choice(n, size=min(n, 1000), replace=False))
         images = self._read(sample).double()
+        score = contrast_score(images)
         images = images - images.mean(dim=(-1, -2), keepdim=True)
         radius = radial_grid_2d(self.box_size, dtype=torch.float64)
         outside = radius >= self.box_size / 2 * 0.9
         inside = radius < self.box_size / 2 * 0.85
         noise_var = float(images[:, outside].var())
         total_var = float(images[:, inside].var())
-        scale = scale or float((images * self.window).std()) or 1.0
+        if not scale:
+            scale = float((images * self.window).std()) or 1.0
+            scale = -scale if contrast_decision(self.contrast, score) else scale
         snr = max(total_var - noise_var, 1e-6 * total_var) / max(noise_var, 1e-12)
         power = fft2_centered((images * self.window.double()) / scale).abs() ** 2
         shells = radius.round().long().clamp(max=self.box_size // 2 + 1).flatten()
         sums = torch.zeros(self.box_size // 2 + 2, dtype=torch.float64).index_add_(0, shells, power.mean(0).flatten())
         counts = torch.bincount(shells, minlength=len(sums)).clamp(min=1)
         radial = torch.sqrt(sums / counts).clamp(min=1e-6).numpy()
-        return ImageStats(scale=scale, noise_variance=noise_var / scale**2, snr=snr, radial_amplitude=radial)
+        return ImageStats(scale=scale, noise_variance=noise_var / scale**2, snr=snr, radial_amplitude=radial,
+                          contrast_score=score)
 
     def window_images(self, images: torch.Tensor) -> torch.Tensor:
         """Subtract each image's mean and apply the soft circular window."""

@@ -7,6 +7,7 @@ latent means; absent for homogeneous methods). Under torchrun only rank 0 writes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ import torch
 
 from hetacumn.config.io import save_config
 from hetacumn.config.schema import RunConfig
+from hetacumn.data.contrast import describe_contrast
 from hetacumn.data.images import ParticleImages
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint
@@ -72,6 +74,15 @@ def log_cost(result: Inference) -> None:
     log.info("inference cost per image (%d images): %s", len(result.rotations), parts)
 
 
+def modelled_ctf(particles: ParticleSet, config: RunConfig) -> ParticleSet:
+    """The particles with the CTF the run models: theirs (InputError naming the file when they have none), or
+    none when the run was configured without one."""
+    if not config.data.use_ctf:
+        return dataclasses.replace(particles, ctf=None, ctf_problem="the run models no CTF")
+    particles.require_ctf()
+    return particles
+
+
 def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool = False) -> Inference | None:
     """Train ``config.method`` on ``particles`` into ``outdir``, then infer every image's pose and z.
 
@@ -82,7 +93,9 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
     distributed.init_from_env(torch.device(config.train.device))
     if particles.box_size != config.model.box_size:
         raise InputError(particles.path, f"box size {particles.box_size} px does not match the model's {config.model.box_size}")
-    data = ParticleImages(particles, config.data.mask_radius_fraction)
+    # the STAR written at the end keeps the file's own CTF, whatever the run models
+    data = ParticleImages(modelled_ctf(particles, config), config.data.mask_radius_fraction,
+                          contrast=config.data.contrast)
     config.data.pixel_size_angstrom = float(np.median(particles.pixel_size_angstrom))
     config.data.scale = data.stats.scale
     given_poses = None
@@ -103,6 +116,9 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
     with _logging_to_file(outdir):
         log.info("%d images of %d px; estimated SNR %.3g; training on %d", len(data), data.box_size, data.stats.snr,
                  config.train.train_subset or len(data))
+        log.info(describe_contrast(config.data.contrast, data.stats.contrast_score, data.stats.inverted))
+        if data.particles.ctf is None:
+            log.info("no CTF: the images are modelled as plain projections")
         save_config(config, outdir / "config.json")
         trainer.fit()
         search = (pose_search_from_config(config.task, config.model.shift_range_px)
@@ -140,8 +156,9 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
     if particles.box_size != config.model.box_size:
         raise InputError(particles.path, f"box size {particles.box_size} px does not match the checkpoint's "
                          f"{config.model.box_size} px ({checkpoint_path})")
+    modelled = modelled_ctf(particles, config)
     outdir = prepare_output_dir(outdir, overwrite)
-    data = ParticleImages(particles, config.data.mask_radius_fraction, scale=config.data.scale or None)
+    data = ParticleImages(modelled, config.data.mask_radius_fraction, scale=config.data.scale or None)
     task = ImageReconstructionTask(config.task, config.model.z_mode)
     searcher = pose_search_from_config(config.task, config.model.shift_range_px) if search else None
     if not search and config.task.pose_search_images > 0:
