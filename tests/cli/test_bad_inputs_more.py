@@ -112,6 +112,16 @@ def test_missing_ctf_column_in_the_optics_block(project, capsys):
                   r"with --no-ctf$")
 
 
+@pytest.mark.parametrize("command", ["train", "reconstruct"])
+def test_ctf_premultiplied_images_are_refused(project, capsys, command):
+    star = _edit(write_star(project / "p.star", NAMES), "_rlnAmplitudeContrast\n",
+                 "_rlnAmplitudeContrast\n_rlnCtfDataAreCtfPremultiplied\n")
+    _edit(star, " 2.7 0.1\n", " 2.7 0.1 1\n")
+    argv = ["train", star, "-o", project / "run", "--epochs", "1"] if command == "train" else _reconstruct(project, star)
+    run_bad_input(capsys, project, argv, star, r"the images are CTF-premultiplied \(rlnCtfDataAreCtfPremultiplied = 1\), "
+                                               r"which is not supported: extract the particles without premultiplying$")
+
+
 def test_defocus_not_positive(project, capsys):
     star = _edit(write_star(project / "p.star", NAMES), "\n2@stack.mrcs 1 15000 14500", "\n2@stack.mrcs 1 -15000 14500")
     run_bad_input(capsys, project, _reconstruct(project, star), star,

@@ -198,6 +198,8 @@ def _train(args: argparse.Namespace) -> int:
     if not args.no_ctf and particles.ctf is None:
         raise InputError(particles.path, f"no CTF parameters ({particles.ctf_problem or 'absent'}): give them with "
                                          "--ctf ctf.pkl, or model none with --no-ctf")
+    if not args.no_ctf:
+        particles.require_ctf()
     particles.require_even_box()
     advice = box_advice(args.particles, particles.box_size, args.device)
     if advice:

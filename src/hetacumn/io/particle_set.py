@@ -109,9 +109,13 @@ class ParticleSet:
         return self.images.box_size
 
     def require_ctf(self) -> CTFParams:
-        """The CTF parameters; raises InputError naming the file when it has none."""
+        """The CTF parameters; raises InputError naming the file when it has none or its images are
+        CTF-premultiplied."""
         if self.ctf is None:
             raise InputError(self.path, f"no CTF parameters ({self.ctf_problem or 'absent'})")
+        if self.ctf_premultiplied:  # the images hold CTF x projection: the model would need CTF squared
+            raise InputError(self.path, "the images are CTF-premultiplied (rlnCtfDataAreCtfPremultiplied = 1), "
+                                        "which is not supported: extract the particles without premultiplying")
         return self.ctf
 
     def require_even_box(self) -> int:
