@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accuracy import aligned_to_truth, code_version, machine_line, resolution_px, run_cli, write_section
+from pose_ceiling import TrueSearch, pose_errors
 
 from hetacumn.analysis.truth import volume_rotation_to_truth
 from hetacumn.io.cryodrgn import read_pose_pickle
@@ -60,6 +61,30 @@ def score(case: str, run: Path) -> dict:
     return result
 
 
+def true_map_search(case: str, workdir: Path) -> str:
+    """The engine's search against the TRUE map (bench/pose_ceiling.py): what the search itself allows."""
+    particles, _, truth_name, box, volume_name = CASES[case]
+    folder = workdir / f"{case}_truth"
+    (folder / "truth").mkdir(parents=True, exist_ok=True)
+    for name in (particles, particles.replace(".star", ".mrcs")):
+        if not (folder / name).exists():
+            (folder / name).symlink_to(INTEROP / name)
+    (folder / "particles.star").unlink(missing_ok=True)
+    (folder / "particles.star").symlink_to(INTEROP / particles)
+    rotations = np.asarray(pickle.load(open(INTEROP / truth_name, "rb")), dtype=np.float32)
+    with open(folder / "truth" / "poses.pkl", "wb") as handle:
+        pickle.dump((rotations, np.zeros((len(rotations), 2), np.float32)), handle)
+    np.save(folder / "truth" / "labels.npy", np.zeros(len(rotations), np.int64))
+    (folder / "truth" / "vol_000.mrc").unlink(missing_ok=True)
+    (folder / "truth" / "vol_000.mrc").symlink_to(INTEROP / volume_name)
+    truth = TrueSearch.load(folder)
+    errors = pose_errors(truth, len(rotations), box // 2)
+    own, local = errors["search, own class"], errors["local from truth"]
+    return (f"| {case} | search against the TRUE map (bench/pose_ceiling.py, radius {box // 2} px) | | | "
+            f"{np.median(own):.2f} | {100 * np.mean(own > 10):.1f} % | {np.median(errors['shift own class (px)']):.2f}"
+            f" | | local refinement from the truth: {np.median(local):.2f} deg |")
+
+
 def row(case: str, args: argparse.Namespace, wall_s: float, epochs: int, scores: dict) -> str:
     extra = " ".join(CASES[case][1] + args.train_args.split()) or "(defaults)"
     res = f"{scores['resolution_px']:.2f}" if "resolution_px" in scores else "n/a"
@@ -74,6 +99,7 @@ def main() -> int:
     parser.add_argument("--train-args", default="", help="extra flags for every hetacumn train")
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out" / "foreign")
     parser.add_argument("--tag", default="", help="a BENCHMARKS.md section of its own")
+    parser.add_argument("--ceiling", action="store_true", help="also search the toy images against its true map")
     parser.add_argument("--benchmarks", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -87,6 +113,9 @@ def main() -> int:
         scores = score(case, run)
         rows.append(row(case, args, wall_s, epochs, scores))
         print(rows[-1], flush=True)
+        if args.ceiling and CASES[case][4]:
+            rows.append(true_map_search(case, args.workdir))
+            print(rows[-1], flush=True)
     heading = SECTION if not args.tag else f"{SECTION[:-2]}, {args.tag})\n"
     body = (f"{heading}\nCommand: `OMP_NUM_THREADS={torch.get_num_threads()} .venv/bin/python bench/foreign_data.py "
             f"{' '.join(sys.argv[1:])}`\n\nMachine: {machine_line('cpu')}. Code: {code_version()}. "
