@@ -96,3 +96,18 @@ def test_analyze_half_maps_follow_the_runs_contrast(dark_dataset, tiny_dataset, 
         a, b = full - full.mean(), true - true.mean()
         correlation[scale] = float((a * b).sum() / (a.norm() * b.norm()))
     assert correlation[-1.0] > 0.5 and correlation[1.0] == pytest.approx(-correlation[-1.0])  # measured: +0.94
+
+
+def test_infer_turns_a_stack_of_the_opposite_contrast_the_training_way(tiny_dataset, dark_dataset, tmp_path):
+    from hetacumn.engine.run import infer_particles
+
+    config = small_config("cryoai")
+    config.task = dataclasses.replace(config.task, refine_steps=0)
+    (tmp_path / "run").mkdir()
+    train(config, load_particles(tiny_dataset / "particles.star"), tmp_path / "run")
+    assert config.data.scale > 0  # white particles: used as they are
+    results = [infer_particles(tmp_path / "run" / "checkpoint.pt", load_particles(folder / "particles.star"),
+                               tmp_path / name) for folder, name in ((tiny_dataset, "white"), (dark_dataset, "dark"))]
+    # the dark stack is inverted before the encoder: exactly the white stack's poses
+    assert np.array_equal(results[0].rotations, results[1].rotations)
+    assert np.array_equal(results[0].shift_px, results[1].shift_px)
