@@ -19,6 +19,7 @@ import argparse
 import datetime
 import json
 import pickle
+import shlex
 import sys
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def main() -> int:
             print(rows[-1], flush=True)
     heading = SECTION if not args.tag else f"{SECTION[:-2]}, {args.tag})\n"
     body = (f"{heading}\nCommand: `OMP_NUM_THREADS={torch.get_num_threads()} .venv/bin/python bench/foreign_data.py "
-            f"{' '.join(sys.argv[1:])}`\n\nMachine: {machine_line('cpu')}. Code: {code_version()}. "
+            f"{shlex.join(sys.argv[1:])}`\n\nMachine: {machine_line('cpu')}. Code: {code_version()}. "
             f"Date: {datetime.date.today()}.\n\n"
             "| case | train flags | epochs | wall time (min) | median rotation error (deg, hand) | > 10 deg | "
             "median shift error after 3-D offset (px) | FSC=0.5 with the true map (px) | correlation with the true "
