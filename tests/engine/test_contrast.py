@@ -46,11 +46,18 @@ def test_contrast_score_of_simulated_real_and_foreign_stacks(tiny_dataset, dark_
         contrast_decision("flip", 1.0)
 
 
+def _volume(path) -> torch.Tensor:
+    return torch.as_tensor(read_mrc(path)[0]).double()
+
+
+def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (a.norm() * b.norm()))
+
+
 def _map_correlation(run_dir, truth_dir) -> float:
-    learned = torch.as_tensor(read_mrc(run_dir / "consensus.mrc")[0]).double()
-    true = sum(torch.as_tensor(read_mrc(truth_dir / "truth" / f"vol_00{k}.mrc")[0]).double() for k in (0, 1))
-    learned, true = learned - learned.mean(), true - true.mean()
-    return float((learned * true).sum() / (learned.norm() * true.norm()))
+    true = sum(_volume(truth_dir / "truth" / f"vol_00{k}.mrc") for k in (0, 1))
+    return _correlation(_volume(run_dir / "consensus.mrc"), true)
 
 
 @pytest.mark.parametrize("contrast, sign", [("auto", 1), ("as-is", -1)])
@@ -73,10 +80,9 @@ def test_reconstruct_negates_the_map_of_dark_particles(dark_dataset, tiny_datase
         out = tmp_path / f"{contrast}.mrc"
         assert main(["reconstruct", str(dark_dataset / "particles.star"), "--poses",
                      str(dark_dataset / "truth" / "poses.pkl"), "-o", str(out), "--contrast", contrast]) == 0
-        maps[contrast] = torch.as_tensor(read_mrc(out)[0]).double()
-    true = torch.as_tensor(read_mrc(tiny_dataset / "truth" / "vol_000.mrc")[0]).double()
-    correlation = {k: float(((v - v.mean()) * (true - true.mean())).sum() / ((v - v.mean()).norm() * (true - true.mean()).norm()))
-                   for k, v in maps.items()}  # measured: +0.94 and -0.94
+        maps[contrast] = _volume(out)
+    true = _volume(tiny_dataset / "truth" / "vol_000.mrc")
+    correlation = {k: _correlation(v, true) for k, v in maps.items()}  # measured: +0.94 and -0.94
     assert correlation["auto"] > 0.5 and correlation["as-is"] == pytest.approx(-correlation["auto"])
 
 
@@ -85,16 +91,14 @@ def test_analyze_half_maps_follow_the_runs_contrast(dark_dataset, tiny_dataset, 
     from hetacumn.config.schema import RunConfig
 
     particles = load_particles(dark_dataset / "particles.star", poses=dark_dataset / "truth" / "poses.pkl")
-    true = torch.as_tensor(read_mrc(tiny_dataset / "truth" / "vol_000.mrc")[0]).double()
+    true = _volume(tiny_dataset / "truth" / "vol_000.mrc")
     correlation = {}
     for scale in (-1.0, 1.0):  # a run that inverted its images (auto on dark particles), and one that did not
         config = RunConfig()
         config.data.scale = scale
         run = TrainedRun(tmp_path, config, np.zeros((len(particles), 1)), particles, 4.0)
         _halfmap_fsc(run, tmp_path / f"halfmaps{scale:+.0f}", torch.device("cpu"))
-        full = torch.as_tensor(read_mrc(tmp_path / f"halfmaps{scale:+.0f}" / "full.mrc")[0]).double()
-        a, b = full - full.mean(), true - true.mean()
-        correlation[scale] = float((a * b).sum() / (a.norm() * b.norm()))
+        correlation[scale] = _correlation(_volume(tmp_path / f"halfmaps{scale:+.0f}" / "full.mrc"), true)
     assert correlation[-1.0] > 0.5 and correlation[1.0] == pytest.approx(-correlation[-1.0])  # measured: +0.94
 
 

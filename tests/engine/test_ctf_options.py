@@ -31,12 +31,12 @@ def test_no_ctf_is_remembered_by_infer(tiny_dataset, tmp_path, capsys):
     assert main(["train", stack, "-o", str(tmp_path / "refused"), "--epochs", "1"]) == 2
     assert "give them with --ctf ctf.pkl, or model none with --no-ctf" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
-    assert main(["train", stack, "--no-ctf", "-o", str(tmp_path / "run"), "--epochs", "1", "--max-minutes", "0.05"]) == 0
+    run = ["train", stack, "--no-ctf", "-o", str(tmp_path / "run"), "--epochs", "1", "--max-minutes", "0.05"]
+    assert main(run) == 0
     checkpoint = str(tmp_path / "run" / "checkpoint.pt")
-    # with or without CTF parameters in the file, infer models none, as the run did: the same poses and z
-    assert main(["infer", checkpoint, stack, "-o", str(tmp_path / "bare")]) == 0
-    assert main(["infer", checkpoint, str(tiny_dataset / "particles.star"), "-o", str(tmp_path / "star"), "--search"]) == 0
-    assert main(["infer", checkpoint, stack, "-o", str(tmp_path / "bare_search"), "--search"]) == 0
-    bare, star = (pickle.load(open(tmp_path / name / "poses.pkl", "rb")) for name in ("bare_search", "star"))
+    # with or without CTF parameters in the file, infer models none, as the run did: the same searched poses and z
+    for particles, name in ((stack, "bare"), (str(tiny_dataset / "particles.star"), "star")):
+        assert main(["infer", checkpoint, particles, "-o", str(tmp_path / name), "--search"]) == 0
+    bare, star = (pickle.load(open(tmp_path / name / "poses.pkl", "rb")) for name in ("bare", "star"))
     assert np.array_equal(bare[0], star[0]) and np.array_equal(bare[1], star[1])
-    assert np.array_equal(np.load(tmp_path / "bare_search" / "z.npy"), np.load(tmp_path / "star" / "z.npy"))
+    assert np.array_equal(np.load(tmp_path / "bare" / "z.npy"), np.load(tmp_path / "star" / "z.npy"))
