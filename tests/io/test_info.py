@@ -67,3 +67,14 @@ def test_info_reports_premultiplied_flag(capsys, tmp_path):
                     "data_particles\n\nloop_\n_rlnImageName\n_rlnOpticsGroup\n1@s.mrcs 1\n2@s.mrcs 1\n")
     code, fields, _ = _info(capsys, star)
     assert code == 0 and fields["CTF premultiplied"] == "yes" and fields["pixel size"].startswith("1.2500 Å")
+
+
+def test_info_reports_the_particle_contrast(capsys, interop_dir):
+    fields = {name: _info(capsys, interop_dir / name)[1]["particle contrast"]
+              for name in ("empiar_10076_7.star", "toy_projections.star", "cryosparc_P12_J24_001_particles.cs")}
+    # the 7 real EMPIAR-10076 particles are dark (-6.9), cryoDRGN's toy projections white (+278.1)
+    assert fields["empiar_10076_7.star"].startswith("dark particles")
+    assert fields["empiar_10076_7.star"].endswith("-6.9 standard errors; train inverts them (--contrast auto)")
+    assert fields["toy_projections.star"] == ("white particles (RELION's convention), centre minus mean +278.1 "
+                                              "standard errors")
+    assert fields["cryosparc_P12_J24_001_particles.cs"] == "unknown (stack files missing)"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hetacumn.data.contrast import DECISIVE_SCORE, contrast_seen, particles_contrast_score
 from hetacumn.errors import InputError
 from hetacumn.io.particles import ParticleSet, load_particles
 
@@ -95,9 +96,19 @@ def summary_lines(particles: ParticleSet) -> list[str]:
         _ctf_line(particles),
         poses,
         f"CTF premultiplied: {'yes' if particles.ctf_premultiplied else 'no'}",
+        _contrast_line(particles),
     ]
     lines += [f"{key}: {value}" for key, value in particles.notes.items()]
     return lines + _stack_lines(particles)
+
+
+def _contrast_line(particles) -> str:
+    """Particle contrast of a sample of up to 1,000 images (what train's --contrast auto decides from)."""
+    if particles.images.missing_files:
+        return "particle contrast: unknown (stack files missing)"
+    score = particles_contrast_score(particles)
+    action = "; train inverts them (--contrast auto)" if score < -DECISIVE_SCORE else ""
+    return f"particle contrast: {contrast_seen(score)}, centre minus mean {score:+.1f} standard errors{action}"
 
 
 def main(args: argparse.Namespace) -> int:

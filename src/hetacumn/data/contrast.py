@@ -50,12 +50,17 @@ def contrast_decision(mode: str, score: float) -> bool:
     return mode == "invert"
 
 
-def describe_contrast(mode: str, score: float, inverted: bool) -> str:
-    """A log line: what the sample showed and what is done with it."""
-    seen = ("white particles (RELION's convention)" if score > DECISIVE_SCORE else
+def contrast_seen(score: float) -> str:
+    """What a score says about the particles, in words."""
+    return ("white particles (RELION's convention)" if score > DECISIVE_SCORE else
             "dark particles (the opposite of RELION's convention, e.g. a stack simulated with cryoDRGN's CTF sign "
             "or extracted without inverting the contrast)" if score < -DECISIVE_SCORE else
             "no decisive contrast")
+
+
+def describe_contrast(mode: str, score: float, inverted: bool) -> str:
+    """A log line: what the sample showed and what is done with it."""
+    seen = contrast_seen(score)
     action = "images inverted" if inverted else "images used as they are"
     override = {"auto": " (--contrast as-is or invert to choose)", "as-is": " (--contrast as-is)",
                 "invert": " (--contrast invert)"}[mode]
