@@ -195,11 +195,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.ctf and args.no_ctf:
         raise InputError("--ctf", "cannot be combined with --no-ctf")
     particles = load_particles(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf)
-    if not args.no_ctf and particles.ctf is None:
-        raise InputError(particles.path, f"no CTF parameters ({particles.ctf_problem or 'absent'}): give them with "
-                                         "--ctf ctf.pkl, or model none with --no-ctf")
     if not args.no_ctf:
-        particles.require_ctf()
+        if particles.ctf is None:
+            raise InputError(particles.path, f"no CTF parameters ({particles.ctf_problem or 'absent'}): give them "
+                                             "with --ctf ctf.pkl, or model none with --no-ctf")
+        particles.require_ctf()  # refuses CTF-premultiplied images
     particles.require_even_box()
     advice = box_advice(args.particles, particles.box_size, args.device)
     if advice:

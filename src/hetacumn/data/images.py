@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hetacumn.data.contrast import contrast_decision, contrast_score
+from hetacumn.data.contrast import DECISIVE_SCORE, contrast_decision, contrast_score
 from hetacumn.data.order import ChunkCache
 from hetacumn.errors import InputError
 from hetacumn.io.particles import ParticleSet
@@ -62,7 +62,7 @@ class ParticleImages:
         self.box_size = particles.box_size
         d = self.box_size
         self.window = soft_circular_mask(d, radius_px=mask_radius_fraction * d / 2, width_px=max(2.0, 0.05 * d))
-        self.contrast = contrast  # "auto", "as-is" or "invert"; a given ``scale`` carries its own sign
+        self.contrast = contrast  # "auto", "as-is" or "invert": see _estimate_stats
         self.stats = self._estimate_stats(scale)
         self._cache: torch.Tensor | None = None
         if len(particles) * d * d * 4 <= max_memory_gb * 2**30:
@@ -84,8 +84,9 @@ class ParticleImages:
         return images
 
     def _estimate_stats(self, scale: float | None) -> ImageStats:
-        """Normalisation and noise statistics; ``scale`` fixes the normalisation and the contrast (e.g. a
-        trained model's), else the contrast mode decides the sign."""
+        """Normalisation and noise statistics. Without ``scale`` the contrast mode decides its sign; a given
+        ``scale`` (e.g. a trained model's) fixes the normalisation and, unless the mode is "auto" and the
+        sample's contrast is decisive, the sign (so the model sees white particles either way)."""
         rng = np.random.default_rng(0)
         n = len(self.particles)
         sample = np.sort(rng.choice(n, size=min(n, 1000), replace=False))
@@ -100,6 +101,8 @@ class ParticleImages:
         if not scale:
             scale = float((images * self.window).std()) or 1.0
             scale = -scale if contrast_decision(self.contrast, score) else scale
+        elif self.contrast == "auto" and abs(score) > DECISIVE_SCORE:
+            scale = -abs(scale) if score < 0 else abs(scale)
         snr = max(total_var - noise_var, 1e-6 * total_var) / max(noise_var, 1e-12)
         power = fft2_centered((images * self.window.double()) / scale).abs() ** 2
         shells = radius.round().long().clamp(max=self.box_size // 2 + 1).flatten()

@@ -18,7 +18,7 @@ import torch
 
 from hetacumn.config.io import save_config
 from hetacumn.config.schema import RunConfig
-from hetacumn.data.contrast import DECISIVE_SCORE, describe_contrast, particles_contrast_score
+from hetacumn.data.contrast import describe_contrast
 from hetacumn.data.images import ParticleImages
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint
@@ -81,21 +81,6 @@ def modelled_ctf(particles: ParticleSet, config: RunConfig) -> ParticleSet:
         return dataclasses.replace(particles, ctf=None, ctf_problem="the run models no CTF")
     particles.require_ctf()
     return particles
-
-
-def inference_scale(particles: ParticleSet, trained_scale: float) -> float | None:
-    """The training's image scale, its sign flipped when these particles decisively show the opposite contrast
-    to what the training saw after its own choice (e.g. trained on white particles, inferring an uninverted
-    stack): the model always sees white particles."""
-    if not trained_scale:
-        return None
-    score = particles_contrast_score(particles)
-    dark = score < -DECISIVE_SCORE
-    if (score > DECISIVE_SCORE or dark) and dark != (trained_scale < 0):
-        log.warning("%s: particle contrast %+.1f standard errors, the opposite of the training images': these are "
-                    "inverted the other way", particles.path, score)
-        return -trained_scale
-    return trained_scale
 
 
 def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool = False) -> Inference | None:
@@ -173,8 +158,11 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
                          f"{config.model.box_size} px ({checkpoint_path})")
     modelled = modelled_ctf(particles, config)
     outdir = prepare_output_dir(outdir, overwrite)
-    scale = inference_scale(particles, config.data.scale)
-    data = ParticleImages(modelled, config.data.mask_radius_fraction, scale=scale)
+    # a stack of the opposite decisive contrast to the training's is turned the training's way
+    data = ParticleImages(modelled, config.data.mask_radius_fraction, scale=config.data.scale or None, contrast="auto")
+    if config.data.scale and data.stats.inverted != (config.data.scale < 0):
+        log.warning("%s: particle contrast %+.1f standard errors, the opposite of the training images': these are "
+                    "inverted the other way", particles.path, data.stats.contrast_score)
     task = ImageReconstructionTask(config.task, config.model.z_mode)
     searcher = pose_search_from_config(config.task, config.model.shift_range_px) if search else None
     if not search and config.task.pose_search_images > 0:
