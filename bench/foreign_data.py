@@ -32,6 +32,7 @@ from hetacumn.analysis.truth import volume_rotation_to_truth
 from hetacumn.io.cryodrgn import read_pose_pickle
 from hetacumn.io.mrc import read_mrc
 from hetacumn.metrics.pose import align_rotations, rotation_errors, translation_errors
+from hetacumn.physics.rotations import geodesic_distance_rad
 
 ROOT = Path(__file__).resolve().parents[1]
 INTEROP = ROOT.parent / "shared" / "fixtures" / "interop"
@@ -48,7 +49,7 @@ def score(case: str, run: Path) -> dict:
     pred = read_pose_pickle(run / "poses.pkl", box)
     aligned, alignment = align_rotations(pred.rotations, true_rotations)
     errors = rotation_errors(aligned, true_rotations, align=False)
-    angles = np.degrees(np.arccos(np.clip((np.einsum("nij,nij->n", aligned, true_rotations) - 1) / 2, -1, 1)))
+    angles = np.degrees(geodesic_distance_rad(torch.as_tensor(aligned).double(), torch.from_numpy(true_rotations)).numpy())
     shifts = translation_errors(pred.shift_px, np.zeros_like(pred.shift_px), true_rotations=true_rotations)
     result = {"rotation_deg": errors["median_angle_deg"], "hand": alignment.hand,
               "over_10_deg": float(np.mean(angles > 10)), "shift_px": shifts["offset_removed_median_px"]}
