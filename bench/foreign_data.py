@@ -49,7 +49,8 @@ def score(case: str, run: Path) -> dict:
     pred = read_pose_pickle(run / "poses.pkl", box)
     aligned, alignment = align_rotations(pred.rotations, true_rotations)
     errors = rotation_errors(aligned, true_rotations, align=False)
-    angles = np.degrees(geodesic_distance_rad(torch.as_tensor(aligned).double(), torch.from_numpy(true_rotations)).numpy())
+    angles = np.degrees(geodesic_distance_rad(torch.as_tensor(aligned).double(),
+                                              torch.from_numpy(true_rotations)).numpy())
     shifts = translation_errors(pred.shift_px, np.zeros_like(pred.shift_px), true_rotations=true_rotations)
     result = {"rotation_deg": errors["median_angle_deg"], "hand": alignment.hand,
               "over_10_deg": float(np.mean(angles > 10)), "shift_px": shifts["offset_removed_median_px"]}
