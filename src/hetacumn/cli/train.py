@@ -81,6 +81,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "cryoSPARC .cs holding the same particles in any order, matched by image name, e.g. a "
                              "consensus refinement): no pose search, no consensus phase; "
                              "--refine-steps K also refines them")
+    parser.add_argument("--no-latent-start", action="store_true",
+                        help="heterogeneous methods: do not start z[0] of the trained images at their coordinates "
+                             "along the main direction of the residuals when per-particle poses begin (with "
+                             "--poses: at once); z then starts from nothing")
     parser.add_argument("--marching", type=int, metavar="N", help="images seen per extra px of Fourier radius")
     parser.add_argument("--checkpoint-every", type=int, metavar="N", help="write checkpoint.pt every N images seen")
     parser.add_argument("--train-subset", type=int, default=0, help="train on N random images, then infer on all")
@@ -127,6 +131,8 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
         _use_search_classes(config, args)
     if args.poses:
         _use_given_poses(config, args)
+    if args.no_latent_start:
+        config.task = dataclasses.replace(config.task, variability_start=False)
     if args.soft_assignment:
         config.task = dataclasses.replace(config.task, search_soft=args.soft_assignment)
     if args.decoder:

@@ -99,6 +99,14 @@ class TaskConfig:
     refine_steps: int = 2  # Adam steps on a batch's poses per visit (decoder frozen during them)
     refine_lr_rad: float = 0.01  # Adam step size of the rotation (tangent vector, radians)
     refine_lr_px: float = 0.1  # Adam step size of the shift (px)
+    # Latent start (data/variability.py): when the pose table's stage begins (at once with given poses), the
+    # images' coordinates along the main direction of their residuals against the consensus become z[0] of the
+    # trained images (held like their poses: the decoder uses them, the encoder is taught them, weight
+    # search_class_z_weight, so that new images get z[0] from the encoder).
+    variability_start: bool = True  # heterogeneous methods only
+    variability_radius_px: float = 10.0  # frequencies that take part (the images are Fourier-cropped to them)
+    variability_passes: int = 50  # at most; they stop once the direction is still
+    variability_images: int = 20_000  # at most this many trained images (at random) estimate the direction
 
 
 @dataclass

@@ -65,7 +65,9 @@ class Inference:
 def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, radius_px: float,
           device: torch.device, batch_size: int = 256, search: PoseSearch | None = None, refine_steps: int = 0,
           known: PoseTable | None = None, choice_radius_px: float = CHOICE_RADIUS_PX,
-          fit_radius_px: float = FIT_RADIUS_PX) -> Inference:
+          fit_radius_px: float = FIT_RADIUS_PX, known_z0: np.ndarray | None = None) -> Inference:
+    """Poses and z of every image. ``known``: the training's pose table; ``known_z0`` ``(N,)``: z[0] held by
+    the training's images (NaN: the encoder's), engine/latent_start.py."""
     model.eval()
     half = HalfPlane.build(data.box_size, radius_px, device=device)
     choice = HalfPlane.build(data.box_size, min(radius_px, choice_radius_px), device=device)
@@ -111,7 +113,11 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
         rotations[index] = rotation.cpu().numpy()
         shifts[index] = shift_px.cpu().numpy()
         if out.z is not None:
-            zs.append(out.z.cpu().numpy())
+            z = out.z.cpu().numpy()
+            if known_z0 is not None:
+                held = known_z0[index]
+                z[np.isfinite(held), 0] = held[np.isfinite(held)]
+            zs.append(z)
     model.train()
     if known is not None and search is not None:
         log.info("final poses: %d of %d images kept their refined pose from the pose table, the others took the "

@@ -37,6 +37,7 @@ from hetacumn.data.order import epoch_order
 from hetacumn.data.pose_table import PoseTable
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from hetacumn.engine.latent_start import compute_latent_start, latent_start_path
 from hetacumn.errors import InputError
 from hetacumn.io.particle_set import PoseTable as IOPoseTable
 from hetacumn.models.lattice import HalfPlane
@@ -132,6 +133,8 @@ class Trainer:
         self.indices = train_indices(len(data), t.train_subset, t.seed)
         self.progress = {"epoch": 0, "step": 0, "epoch_images": 0, "images_seen": 0, "steps_done": 0}
         self._half_planes: dict[float, HalfPlane] = {}
+        self.latent_start: np.ndarray | None = None  # data/variability.py coordinates, once the table's stage begins
+        self.resumed = False
 
     def _create_pose_table(self, given_poses: IOPoseTable | None) -> PoseTable:
         """The per-particle table, ``pose_table.npy`` in the run folder (rank 0 creates it, at the given poses)."""
@@ -196,6 +199,7 @@ class Trainer:
             if not distributed.is_main():
                 self.pose_table.array = PoseTable.open(self.pose_table.path, len(self.data)).array
         restore_rng(state, self.generator)
+        self.resumed = True
         if self.rank > 0:  # the checkpoint holds rank 0's stream; the others start fresh, still distinct
             self.generator.manual_seed(self.config.train.seed + self.rank + 7919 * self.progress["images_seen"])
         log.info("resumed from %s at epoch %d, %d images seen", checkpoint_path, self.progress["epoch"] + 1,
@@ -221,10 +225,10 @@ class Trainer:
         share = len(local_index) / len(batch_index)
         batch = self.data.batch(local_index, self.device)
         half = self.half_plane()
-        context = StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), self.progress["images_seen"],
-                              self.generator)
-        self.optimizer.zero_grad(set_to_none=True)
         stage = self.stage()
+        context = StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), self.progress["images_seen"],
+                              self.generator, z_known=self._known_latent(stage, local_index))
+        self.optimizer.zero_grad(set_to_none=True)
         task = {"search": self.search_task, "refine": self.refine_task, "encoder": self.image_task}[stage]
         with self._autocast():
             out = task.step(self.model, batch, context)
@@ -239,6 +243,32 @@ class Trainer:
         if stage == "encoder" and self._pose_step_due():
             metrics.update(self._pose_step(batch, context, out.z_sample, share))
         return distributed.weighted_metrics(metrics, share)
+
+    def _known_latent(self, stage: str, index: np.ndarray) -> torch.Tensor | None:
+        """``(B, zdim)``: z[0] of the run's latent start in the table's stage (NaN: the encoder's), or None."""
+        task = self.config.task
+        if stage != "refine" or not task.variability_start or self.config.model.z_mode == "none":
+            return None
+        if self.latent_start is None:
+            self.latent_start = self._load_latent_start()
+        known = torch.full((len(index), self.config.model.zdim), float("nan"), device=self.device)
+        known[:, 0] = torch.from_numpy(self.latent_start[index]).to(self.device)
+        return known
+
+    def held_latent(self) -> np.ndarray | None:
+        """z[0] held per image (NaN: none) once the table's stage has begun, for the final outputs."""
+        path = latent_start_path(self.outdir)
+        if self.latent_start is None and self.resumed and path.exists():
+            self.latent_start = np.load(path)
+        return self.latent_start
+
+    def _load_latent_start(self) -> np.ndarray:
+        """The run's latent start: computed now by rank 0 (kept from before when resuming)."""
+        path = latent_start_path(self.outdir)
+        if distributed.is_main() and not (self.resumed and path.exists()):
+            np.save(path, compute_latent_start(self.config, self.data, self.pose_table, self.indices, self.device))
+        distributed.barrier()
+        return np.load(path)
 
     def _backward(self, loss: torch.Tensor, share: float) -> None:
         """Gradients of the global-batch loss: this process's mean loss weighted by its share, summed."""

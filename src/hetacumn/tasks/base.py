@@ -17,6 +17,7 @@ class StepContext:
     images_seen: int
     generator: torch.Generator  # the engine's seeded generator for every random draw
     deterministic: bool = False  # inference: z = posterior mean, no prior draws
+    z_known: torch.Tensor | None = None  # (B, zdim) latent values held per image (NaN: the encoder's), at explicit poses
 
 
 @dataclass

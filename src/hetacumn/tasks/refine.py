@@ -27,7 +27,7 @@ from hetacumn.models.model import HetModel
 from hetacumn.physics.rotations import axis_angle_to_matrix
 from hetacumn.physics.slice import sample_trilinear
 from hetacumn.tasks.base import StepContext, StepOutput, weighted_mse
-from hetacumn.tasks.explicit import explicit_pose_step
+from hetacumn.tasks.explicit import explicit_pose_step, with_known_latent
 from hetacumn.tasks.image import ImageReconstructionTask
 
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-12
@@ -122,13 +122,13 @@ class PoseRefinementTask:
         target = context.half_plane.gather(self.image_task.target(batch.images_ft, context))
         rows = self._rows(model, batch, context)
         enc = model.encode(batch.images)
-        latent = self.image_task.latent(enc, context)
+        latent = with_known_latent(self.image_task.latent(enc, context), context.z_known)
         error_of = rendered_error(model, target, context.ctf_values, latent[0], context)
         rows, error_before = refine_poses(error_of, rows, self.config.refine_steps, self.config.refine_lr_rad,
                                           self.config.refine_lr_px)
         self.table.write(np.asarray(batch.index.cpu()), rows)
         out = explicit_pose_step(model, self.config, enc, latent, target,
-                                 rows.rotation.float(), rows.shift_px.float(), context)
+                                 rows.rotation.float(), rows.shift_px.float(), context, z_target=context.z_known)
         if error_before is not None:
             out.metrics["refine_mse_before"] = float(error_before.mean())
         return out

