@@ -67,7 +67,8 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
           known: PoseTable | None = None, choice_radius_px: float = CHOICE_RADIUS_PX,
           fit_radius_px: float = FIT_RADIUS_PX, known_z0: np.ndarray | None = None) -> Inference:
     """Poses and z of every image. ``known``: the training's pose table; ``known_z0`` ``(N,)``: z[0] held by
-    the training's images (NaN: the encoder's), engine/latent_start.py."""
+    the training's images (NaN: the encoder's), engine/latent_start.py, used wherever the decoder renders them
+    (the table's poses against the searched ones, refinement) and reported in ``z``."""
     model.eval()
     half = HalfPlane.build(data.box_size, radius_px, device=device)
     choice = HalfPlane.build(data.box_size, min(radius_px, choice_radius_px), device=device)
@@ -90,6 +91,10 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
         with _timed(seconds, "encoder", device), torch.no_grad():
             out = task.step(model, batch, choice_context)
         rotation, shift_px = out.rotation.double(), out.shift_px.double()
+        z = out.z
+        if z is not None and known_z0 is not None:
+            held = torch.from_numpy(known_z0[index]).to(z)
+            z[:, 0] = torch.where(held.isnan(), z[:, 0], held)
         todo = torch.from_numpy(~known_rows[index]).to(device)
         if search is not None:  # every image, the table's too: its poses compete with the searched ones below
             with _timed(seconds, "search", device):
@@ -98,26 +103,22 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
                 rotation, shift_px = searched[0].double(), searched[1].double()
         if refine_steps > 0 and bool(todo.any()):
             with _timed(seconds, "refine", device):
-                rotation[todo], shift_px[todo] = _refined(model, volume_ft, task, batch, out.z, context, rotation,
+                rotation[todo], shift_px[todo] = _refined(model, volume_ft, task, batch, z, context, rotation,
                                                           shift_px, todo, refine_steps)
         if known is not None and not bool(todo.all()):
             rows = known.read(index, device)
             from_table = ~todo
             if search is not None:
                 with _timed(seconds, "table comparison", device):
-                    from_table &= _fits_better(model, volume_ft, fit.gather(batch.images_ft), out.z,
+                    from_table &= _fits_better(model, volume_ft, fit.gather(batch.images_ft), z,
                                                _context(fit, batch, generator),
                                                (rows.rotation, rows.shift_px), (rotation, shift_px))
             rotation[from_table], shift_px[from_table] = rows.rotation[from_table], rows.shift_px[from_table]
             table_count += int(from_table.sum())
         rotations[index] = rotation.cpu().numpy()
         shifts[index] = shift_px.cpu().numpy()
-        if out.z is not None:
-            z = out.z.cpu().numpy()
-            if known_z0 is not None:
-                held = known_z0[index]
-                z[np.isfinite(held), 0] = held[np.isfinite(held)]
-            zs.append(z)
+        if z is not None:
+            zs.append(z.cpu().numpy())
     model.train()
     if known is not None and search is not None:
         log.info("final poses: %d of %d images kept their refined pose from the pose table, the others took the "
