@@ -19,7 +19,6 @@ latent from random starts needs ~38 passes over the data to get there.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 
@@ -35,8 +34,6 @@ from hetacumn.physics.reconstruct import BackprojectionAccumulator
 from hetacumn.physics.render import render_images
 from hetacumn.physics.resample import fourier_crop
 
-log = logging.getLogger(__name__)
-
 PosesOf = Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]  # indices -> (rotations, shift_px)
 
 
@@ -45,14 +42,13 @@ class _CroppedSet:
 
     def __init__(self, data: ParticleImages, indices: np.ndarray, poses_of: PosesOf, box: int, device,
                  batch_size: int):
-        full = data.box_size
         rows = [self._crop(data, indices[s:s + batch_size], poses_of, box, device)
                 for s in range(0, len(indices), batch_size)]
         images, ctf, rotations, shift_px = zip(*rows)
         self.images, self.rotations, self.shift_px = torch.cat(images), torch.cat(rotations), torch.cat(shift_px)
         self.ctf = None if ctf[0] is None else torch.cat(ctf)
         self.disk = (radial_grid_2d(box, device=device) <= (box - 4) / 2).to(self.images.dtype)
-        self.box, self.full_box = box, full
+        self.box = box
 
     @staticmethod
     def _crop(data: ParticleImages, index: np.ndarray, poses_of: PosesOf, box: int, device):
