@@ -92,4 +92,4 @@ def test_resume_at_given_poses_keeps_the_latent_start_and_reproduces_the_next_st
     again = Trainer(config, data, tmp_path, particles.poses)
     again.resume(tmp_path / "checkpoint.pt")
     assert again.train_step(batches[3]) == expected
-    np.testing.assert_array_equal(again.held_latent(), held)
+    np.testing.assert_array_equal(again.latent_start, held)

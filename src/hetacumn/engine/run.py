@@ -124,7 +124,7 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
         search = (pose_search_from_config(config.task, config.model.shift_range_px)
                   if config.task.pose_search_images > 0 else None)
         result = infer(trainer.model, data, trainer.image_task, trainer.max_radius(), trainer.device, search=search,
-                       known=trainer.pose_table, known_z0=trainer.held_latent())
+                       known=trainer.pose_table, known_z0=trainer.latent_start)
         write_results(outdir, particles, result, trainer.model)
         log_cost(result)
         log.info("wrote poses, latents and the consensus volume to %s", outdir)

@@ -133,8 +133,7 @@ class Trainer:
         self.indices = train_indices(len(data), t.train_subset, t.seed)
         self.progress = {"epoch": 0, "step": 0, "epoch_images": 0, "images_seen": 0, "steps_done": 0}
         self._half_planes: dict[float, HalfPlane] = {}
-        self.latent_start: np.ndarray | None = None  # data/variability.py coordinates, once the table's stage begins
-        self.resumed = False
+        self.latent_start: np.ndarray | None = None  # z[0] held per image (NaN: none) once the table's stage begins
 
     def _create_pose_table(self, given_poses: IOPoseTable | None) -> PoseTable:
         """The per-particle table, ``pose_table.npy`` in the run folder (rank 0 creates it, at the given poses)."""
@@ -199,7 +198,8 @@ class Trainer:
             if not distributed.is_main():
                 self.pose_table.array = PoseTable.open(self.pose_table.path, len(self.data)).array
         restore_rng(state, self.generator)
-        self.resumed = True
+        if latent_start_path(self.outdir).exists():  # computed before: a resumed run holds the same z[0]
+            self.latent_start = np.load(latent_start_path(self.outdir))
         if self.rank > 0:  # the checkpoint holds rank 0's stream; the others start fresh, still distinct
             self.generator.manual_seed(self.config.train.seed + self.rank + 7919 * self.progress["images_seen"])
         log.info("resumed from %s at epoch %d, %d images seen", checkpoint_path, self.progress["epoch"] + 1,
@@ -255,17 +255,10 @@ class Trainer:
         known[:, 0] = torch.from_numpy(self.latent_start[index]).to(self.device)
         return known
 
-    def held_latent(self) -> np.ndarray | None:
-        """z[0] held per image (NaN: none) once the table's stage has begun, for the final outputs."""
-        path = latent_start_path(self.outdir)
-        if self.latent_start is None and self.resumed and path.exists():
-            self.latent_start = np.load(path)
-        return self.latent_start
-
     def _load_latent_start(self) -> np.ndarray:
-        """The run's latent start: computed now by rank 0 (kept from before when resuming)."""
+        """The run's latent start, computed now by rank 0."""
         path = latent_start_path(self.outdir)
-        if distributed.is_main() and not (self.resumed and path.exists()):
+        if distributed.is_main():
             np.save(path, compute_latent_start(self.config, self.data, self.pose_table, self.indices, self.device))
         distributed.barrier()
         return np.load(path)
