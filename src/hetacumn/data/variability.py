@@ -12,9 +12,9 @@ or the CTF, that sum is ``mean(c^2) sum C_i^2`` up to noise, and ``W``'s scale d
 frequencies within ``radius_px`` take part, where a few thousand images determine ``W``: the images are
 Fourier-cropped to a box of ``2 * radius_px + 4`` first, which keeps exactly those frequencies.
 
-Measured on the two-state 64-px SNR-0.1 set at the true poses (4,000 images, radius 10 px): the
-coordinates split the images as the states 98.7 % of the time after 5 passes, where training the
-latent from random starts needs ~38 passes over the data to get there.
+Measured on the two-state 64-px SNR-0.1 set at the true poses (4,000 images, radius 10 px, one thread): the
+coordinates split the images as the states 98.5 % of the time in 11 s, where training the latent from random
+starts needed ~38 passes over the data to get near (BENCHMARKS.md, "Latent start: direct checks").
 """
 
 from __future__ import annotations
