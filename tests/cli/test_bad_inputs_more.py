@@ -186,6 +186,13 @@ def test_checkpoint_of_another_box_size(trained, tmp_path, capsys):
     run_bad_input(capsys, tmp_path, argv, star, rf"box size 20 px does not match the checkpoint's 16 px \({checkpoint}\)$")
 
 
+def test_infer_at_given_poses_refuses_a_search_too(trained, capsys):
+    sim = trained / "sim"
+    argv = ["infer", trained / "run" / "checkpoint.pt", sim / "particles.star", "-o", trained / "given", "--poses",
+            sim / "truth" / "poses.pkl", "--search"]
+    run_bad_input(capsys, trained, argv, "--poses", r"given poses are not searched: use --poses or --search, not both$")
+
+
 @pytest.mark.parametrize("command", ["train", "reconstruct"])
 def test_odd_box_names_the_remedy(project, capsys, command):
     write_stack(project / "odd.mrcs", count=2, shape=(BOX + 1, BOX + 1))

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from hetacumn.data.images import ParticleImages
-from hetacumn.data.variability import residual_direction
-from hetacumn.engine.run import train
+from hetacumn.data.variability import LatentDirection, residual_direction
+from hetacumn.engine.run import infer_particles, train
 from hetacumn.io.cryodrgn import read_pose_pickle
 from hetacumn.io.particles import load_particles
 from hetacumn.metrics.latent import confusion_error
@@ -37,6 +37,21 @@ def test_the_residual_direction_splits_two_states_at_the_true_poses_and_not_at_r
     assert _agreement(coordinates, labels) < 0.7  # measured 0.523: the poses carry the information
 
 
+def test_a_direction_fitted_on_half_the_images_gives_the_other_half_their_coordinates(tiny_dataset):
+    data = ParticleImages(load_particles(tiny_dataset / "particles.star"))
+    truth = read_pose_pickle(tiny_dataset / "truth" / "poses.pkl", 32)
+    labels = np.load(tiny_dataset / "truth" / "labels.npy")
+    rotations, shifts = torch.from_numpy(truth.rotations), torch.from_numpy(truth.shift_px)
+    fitted_on, others = np.arange(128), np.arange(128, 256)
+    consensus, direction, fitted = residual_direction(data, fitted_on, lambda i: (rotations[i], shifts[i]))
+    latent = LatentDirection.fitted(consensus, direction, fitted)
+    again = latent.coordinates(data.batch(fitted_on, "cpu"), rotations[fitted_on], shifts[fitted_on])
+    np.testing.assert_allclose(again, (fitted - fitted.mean()) / fitted.std(correction=0), atol=1e-4)
+    new = latent.coordinates(data.batch(others, "cpu"), rotations[others], shifts[others])
+    assert _agreement(new, labels[others]) > 0.9  # measured 0.961 (fitted on 128 images)
+    assert abs(float(new.mean())) < 0.3 and abs(float(new.std()) - 1) < 0.3  # on the scale the decoder learned
+
+
 def test_known_latent_entries_replace_the_encoders_and_nan_entries_keep_them():
     z = torch.arange(6.0).reshape(2, 3)
     known = torch.tensor([[10.0, float("nan"), float("nan")], [float("nan")] * 3])
@@ -46,9 +61,9 @@ def test_known_latent_entries_replace_the_encoders_and_nan_entries_keep_them():
     assert sample[0, 0] == 10.0 and sample[1, 0] == 5.0 and kl is None
 
 
-def _given_poses_run(tiny_dataset, outdir, start: bool):
+def _given_poses_run(tiny_dataset, outdir, start: bool, train_subset: int = 0):
     particles = load_particles(tiny_dataset / "particles.star", poses=tiny_dataset / "truth" / "poses.pkl")
-    config = small_config("hetacumn")
+    config = small_config("hetacumn", train_subset=train_subset)
     config.train = dataclasses.replace(config.train, epochs=5, batch_size=16, log_every_steps=200)
     config.task = dataclasses.replace(config.task, consensus_images=0, refine_steps=0, variability_start=start)
     config.data.poses = str(tiny_dataset / "truth" / "poses.pkl")
@@ -65,6 +80,21 @@ def test_at_given_poses_the_latent_start_separates_two_states_in_five_epochs(tin
     assert confusion_error(result.z, labels) < 0.05  # measured 0.0
     without = _given_poses_run(tiny_dataset, tmp_path / "plain", start=False)
     assert confusion_error(without.z, labels) > 0.3  # measured 0.48: z and the decoder start from nothing
+
+
+def test_images_outside_the_trained_subset_and_in_infer_get_z0_along_the_checkpoints_direction(tiny_dataset, tmp_path):
+    labels = np.load(tiny_dataset / "truth" / "labels.npy")
+    result = _given_poses_run(tiny_dataset, tmp_path / "run", start=True, train_subset=128)
+    held = np.load(tmp_path / "run" / "latent_start.npy")
+    trained = np.isfinite(held)
+    assert trained.sum() == 128
+    np.testing.assert_array_equal(result.z[trained, 0], held[trained])
+    assert confusion_error(result.z[~trained, :1], labels[~trained]) < 0.05  # measured 0.0
+    particles = load_particles(tiny_dataset / "particles.star", poses=tiny_dataset / "truth" / "poses.pkl")
+    inferred = infer_particles(tmp_path / "run" / "checkpoint.pt", particles, tmp_path / "infer", given_poses=True)
+    np.testing.assert_array_equal(inferred.rotations, particles.poses.rotations)  # z at the given poses
+    np.testing.assert_allclose(inferred.z[:, 0], result.z[:, 0], atol=1e-4)  # the checkpoint alone gives them
+    assert confusion_error(inferred.z[:, :1], labels) < 0.05  # measured 0.0
 
 
 def test_resume_at_given_poses_keeps_the_latent_start_and_reproduces_the_next_step(tiny_dataset, tmp_path):

@@ -15,18 +15,23 @@ Fourier-cropped to a box of ``2 * radius_px + 4`` first, which keeps exactly tho
 Measured on the two-state 64-px SNR-0.1 set at the true poses (4,000 images, radius 10 px, one thread): the
 coordinates split the images as the states 98.5 % of the time in 11 s, where training the latent from random
 starts needed ~38 passes over the data to get near (BENCHMARKS.md, "Latent start: direct checks").
+
+:class:`LatentDirection` keeps ``V`` and ``W`` (at the cropped box) with the standardisation of the fitted
+coordinates, so that any image at a pose gets its coordinate by the E-step alone: images beyond those the
+direction was fitted on, and new images in ``hetacumn infer``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from hetacumn.data.images import ParticleImages
+from hetacumn.data.images import Batch, ParticleImages
 from hetacumn.physics.ctf import ctf_images
 from hetacumn.physics.fourier import fft2_centered, ifft2_centered
 from hetacumn.physics.grids import radial_grid_2d
@@ -42,8 +47,18 @@ class _CroppedSet:
 
     def __init__(self, data: ParticleImages, indices: np.ndarray, poses_of: PosesOf, box: int, device,
                  batch_size: int):
-        rows = [self._crop(data, indices[s:s + batch_size], poses_of, box, device)
+        rows = [self._crop(data.batch(indices[s:s + batch_size], device), *poses_of(indices[s:s + batch_size]), box)
                 for s in range(0, len(indices), batch_size)]
+        self._hold(rows, box, device)
+
+    @classmethod
+    def of_batch(cls, batch: Batch, rotations: torch.Tensor, shift_px: torch.Tensor, box: int) -> _CroppedSet:
+        """The images of one batch at the given poses (full-box px)."""
+        cropped = cls.__new__(cls)
+        cropped._hold([cls._crop(batch, rotations, shift_px, box)], box, batch.images.device)
+        return cropped
+
+    def _hold(self, rows, box: int, device) -> None:
         images, ctf, rotations, shift_px = zip(*rows)
         self.images, self.rotations, self.shift_px = torch.cat(images), torch.cat(rotations), torch.cat(shift_px)
         self.ctf = None if ctf[0] is None else torch.cat(ctf)
@@ -51,13 +66,20 @@ class _CroppedSet:
         self.box = box
 
     @staticmethod
-    def _crop(data: ParticleImages, index: np.ndarray, poses_of: PosesOf, box: int, device):
-        batch = data.batch(index, device)
-        rotations, shift_px = poses_of(index)
-        pixel_size = batch.pixel_size_angstrom * data.box_size / box
+    def _crop(batch: Batch, rotations: torch.Tensor, shift_px: torch.Tensor, box: int):
+        full_box, device = batch.images.shape[-1], batch.images.device
+        pixel_size = batch.pixel_size_angstrom * full_box / box
         ctf = None if batch.ctf is None else ctf_images(batch.ctf, box, pixel_size).float()
         return (fourier_crop(batch.images, box), ctf, rotations.float().to(device),
-                shift_px.float().to(device) * box / data.box_size)
+                shift_px.float().to(device) * box / full_box)
+
+    def band_limited_images(self) -> torch.Tensor:
+        return ifft2_centered(fft2_centered(self.images) * self.disk).real
+
+    def residuals(self, consensus: torch.Tensor, batch_size: int) -> torch.Tensor:
+        images = self.band_limited_images()
+        return torch.cat([images[s:s + batch_size] - self.render(consensus, slice(s, s + batch_size))
+                          for s in range(0, len(images), batch_size)])
 
     def render(self, volume: torch.Tensor, part: slice) -> torch.Tensor:
         """Band-limited images of ``volume`` at the poses of ``part`` (CTF and shift applied)."""
@@ -97,10 +119,8 @@ def residual_direction(data: ParticleImages, indices: np.ndarray, poses_of: Pose
     box = min(data.box_size, 2 * math.ceil(radius_px) + 4)
     wiener_constant = 1.0 / max(data.stats.snr, 1e-3)
     cropped = _CroppedSet(data, np.asarray(indices), poses_of, box, device, batch_size)
-    images = ifft2_centered(fft2_centered(cropped.images) * cropped.disk).real
-    consensus = cropped.backproject(images, wiener_constant, batch_size)
-    residuals = torch.cat([images[s:s + batch_size] - cropped.render(consensus, slice(s, s + batch_size))
-                           for s in range(0, len(images), batch_size)])
+    consensus = cropped.backproject(cropped.band_limited_images(), wiener_constant, batch_size)
+    residuals = cropped.residuals(consensus, batch_size)
     generator = torch.Generator().manual_seed(seed)
     coordinates = torch.randn(len(residuals), generator=generator).to(residuals)
     direction = torch.zeros_like(consensus)
@@ -112,3 +132,37 @@ def residual_direction(data: ParticleImages, indices: np.ndarray, poses_of: Pose
         if float((direction * previous).sum()) >= 1 - tolerance:
             break
     return consensus, direction, coordinates
+
+
+@dataclass
+class LatentDirection:
+    """The consensus and the residuals' direction (``(d, d, d)`` at the cropped box) and the mean and standard
+    deviation of the coordinates they were fitted with: :meth:`coordinates` gives any image's standardised one."""
+
+    consensus: torch.Tensor
+    direction: torch.Tensor
+    mean: float
+    std: float
+
+    @classmethod
+    def fitted(cls, consensus: torch.Tensor, direction: torch.Tensor, coordinates: torch.Tensor) -> LatentDirection:
+        """From :func:`residual_direction`'s results, standardised by its coordinates."""
+        return cls(consensus, direction, float(coordinates.mean()), float(coordinates.std(correction=0).clamp_min(1e-12)))
+
+    @torch.no_grad()
+    def coordinates(self, batch: Batch, rotations: torch.Tensor, shift_px: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` standardised coordinates of the batch's images at poses ``rotations`` ``(B, 3, 3)`` and
+        ``shift_px`` ``(B, 2)`` (RELION origins in px of the images' box)."""
+        device = batch.images.device
+        consensus, direction = self.consensus.to(device), self.direction.to(device)
+        cropped = _CroppedSet.of_batch(batch, rotations, shift_px, consensus.shape[0])
+        residuals = cropped.residuals(consensus, len(rotations))
+        return (_coordinates(cropped, residuals, direction, len(rotations)) - self.mean) / self.std
+
+    def state_dict(self) -> dict:
+        return {"consensus": self.consensus.cpu(), "direction": self.direction.cpu(), "mean": self.mean,
+                "std": self.std}
+
+    @classmethod
+    def from_state_dict(cls, state: dict | None) -> LatentDirection | None:
+        return None if state is None else cls(state["consensus"], state["direction"], state["mean"], state["std"])

@@ -18,7 +18,7 @@ CHECKPOINT_KEYS = ("method", "run_config", "model_config", "model")
 
 
 def save_checkpoint(path: Path, *, model, optimizer, run_config, progress: dict, generator: torch.Generator,
-                    search_reference: list[dict] | None = None) -> None:
+                    search_reference: list[dict] | None = None, latent_direction: dict | None = None) -> None:
     state = {
         "version": __version__,
         "method": run_config.method,
@@ -28,6 +28,7 @@ def save_checkpoint(path: Path, *, model, optimizer, run_config, progress: dict,
         "optimizer": optimizer.state_dict(),
         "progress": progress,
         "search_reference": search_reference,  # the pose search stage's running reconstructions (one per class)
+        "latent_direction": latent_direction,  # the latent start's direction (data/variability.py), once computed
         "rng": {
             "torch": torch.get_rng_state(),
             "generator": generator.get_state(),

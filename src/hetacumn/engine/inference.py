@@ -1,5 +1,6 @@
 """Amortized inference: one encoder pass per image (two with a symmetrized loss) gives pose and z.
 
+``given`` poses (e.g. a consensus refinement's) replace the encoder's, for the z of images at known poses.
 Semi-amortized options, applied after the encoder: ``search`` (a :class:`~hetacumn.tasks.search.PoseSearch`)
 replaces each pose by one searched against the decoder's volume at ``z = 0`` (global grid, then local
 refinement), and ``refine_steps`` K moves each pose by K Adam steps against the decoder at the image's z
@@ -17,10 +18,16 @@ image is decoded on both and the path that explains it better is kept, as in tra
 run without gradients, with z at the posterior mean). The two paths differ by an in-plane half turn (or
 a mirror), which the low frequencies decide: they are compared within ``CHOICE_RADIUS_PX``, where the
 decoder costs a fraction of the full radius (BENCHMARKS.md, "Amortized inference").
+
+A model trained with a latent start (engine/latent_start.py) decodes z[0] as the image's coordinate along
+the residual direction: an image without a held one (``known_z0``) gets it by projection at its pose
+(``latent_direction``), before refinement and again at its final pose; the encoder's own z[0] is a poor
+guess on images it was not trained on (BENCHMARKS.md, "Latent of new images").
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from contextlib import contextmanager
@@ -32,6 +39,8 @@ from tqdm import tqdm
 
 from hetacumn.data.images import ParticleImages
 from hetacumn.data.pose_table import PoseTable
+from hetacumn.data.variability import LatentDirection
+from hetacumn.io.particle_set import PoseTable as GivenPoses
 from hetacumn.models.lattice import HalfPlane
 from hetacumn.models.model import HetModel
 from hetacumn.tasks.base import StepContext, ctf_at
@@ -65,10 +74,12 @@ class Inference:
 def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, radius_px: float,
           device: torch.device, batch_size: int = 256, search: PoseSearch | None = None, refine_steps: int = 0,
           known: PoseTable | None = None, choice_radius_px: float = CHOICE_RADIUS_PX,
-          fit_radius_px: float = FIT_RADIUS_PX, known_z0: np.ndarray | None = None) -> Inference:
+          fit_radius_px: float = FIT_RADIUS_PX, known_z0: np.ndarray | None = None,
+          latent_direction: LatentDirection | None = None, given: GivenPoses | None = None) -> Inference:
     """Poses and z of every image. ``known``: the training's pose table; ``known_z0`` ``(N,)``: z[0] held by
-    the training's images (NaN: the encoder's), engine/latent_start.py, used wherever the decoder renders them
-    (the table's poses against the searched ones, refinement) and reported in ``z``."""
+    the training's images (NaN: none), engine/latent_start.py, used wherever the decoder renders them (the
+    table's poses against the searched ones, refinement) and reported in ``z``; ``latent_direction``: gives
+    z[0] to the other images at their poses (without it, the encoder's)."""
     model.eval()
     half = HalfPlane.build(data.box_size, radius_px, device=device)
     choice = HalfPlane.build(data.box_size, min(radius_px, choice_radius_px), device=device)
@@ -84,6 +95,9 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
     seconds = {"encoder": 0.0} | ({"search": 0.0} if search else {}) | ({"refine": 0.0} if refine_steps else {})
     if search is not None and known is not None:
         seconds["table comparison"] = 0.0
+    def latent_timer():
+        return contextlib.nullcontext() if latent_direction is None else _timed(seconds, "latent", device)
+
     for start in tqdm(range(0, n, batch_size), desc="inferring poses", unit="batch"):
         index = np.arange(start, min(start + batch_size, n))
         batch = data.batch(index, device)
@@ -91,16 +105,19 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
         with _timed(seconds, "encoder", device), torch.no_grad():
             out = task.step(model, batch, choice_context)
         rotation, shift_px = out.rotation.double(), out.shift_px.double()
+        if given is not None:
+            rotation = torch.from_numpy(given.rotations[index]).to(device, torch.float64)
+            shift_px = torch.from_numpy(given.shift_px[index]).to(device, torch.float64)
         z = out.z
-        if z is not None and known_z0 is not None:
-            held = torch.from_numpy(known_z0[index]).to(z)
-            z[:, 0] = torch.where(held.isnan(), z[:, 0], held)
+        held = None if z is None or known_z0 is None else torch.from_numpy(known_z0[index]).to(z)
         todo = torch.from_numpy(~known_rows[index]).to(device)
         if search is not None:  # every image, the table's too: its poses compete with the searched ones below
             with _timed(seconds, "search", device):
                 targets = half.gather(batch.images_ft)
                 searched = search(volume_ft, targets, context.ctf_values, half)
                 rotation, shift_px = searched[0].double(), searched[1].double()
+        with latent_timer():
+            _set_z0(z, held, latent_direction, batch, rotation, shift_px)
         if refine_steps > 0 and bool(todo.any()):
             with _timed(seconds, "refine", device):
                 rotation[todo], shift_px[todo] = _refined(model, volume_ft, task, batch, z, context, rotation,
@@ -115,6 +132,9 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
                                                (rows.rotation, rows.shift_px), (rotation, shift_px))
             rotation[from_table], shift_px[from_table] = rows.rotation[from_table], rows.shift_px[from_table]
             table_count += int(from_table.sum())
+        if latent_direction is not None and (refine_steps > 0 or known is not None):
+            with latent_timer():
+                _set_z0(z, held, latent_direction, batch, rotation, shift_px)  # at the final poses
         rotations[index] = rotation.cpu().numpy()
         shifts[index] = shift_px.cpu().numpy()
         if z is not None:
@@ -124,6 +144,17 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
         log.info("final poses: %d of %d images kept their refined pose from the pose table, the others took the "
                  "pose searched against the final decoder (it explains them better)", table_count, n)
     return Inference(rotations, shifts, np.concatenate(zs) if zs else None, seconds)
+
+
+def _set_z0(z, held, direction: LatentDirection | None, batch, rotation, shift_px) -> None:
+    """z[0] in place: the held values, else the coordinates along ``direction`` at the poses (else the encoder's)."""
+    if z is None or (held is None and direction is None):
+        return
+    held = torch.full_like(z[:, 0], float("nan")) if held is None else held
+    if direction is not None and bool(held.isnan().any()):
+        z[:, 0] = torch.where(held.isnan(), direction.coordinates(batch, rotation, shift_px).to(z), held)
+    else:
+        z[:, 0] = torch.where(held.isnan(), z[:, 0], held)
 
 
 def _context(half: HalfPlane, batch, generator: torch.Generator) -> StepContext:
@@ -150,7 +181,7 @@ def _timed(seconds: dict[str, float], part: str, device: torch.device):
     began = time.perf_counter()
     yield
     sync()
-    seconds[part] += time.perf_counter() - began
+    seconds[part] = seconds.get(part, 0.0) + time.perf_counter() - began
 
 
 def _refined(model, volume_ft, task, batch, z, context, rotation, shift_px, todo, steps: int):

@@ -4,8 +4,11 @@ renders them with it, the encoder is taught it (for images it has not seen), and
 
 Without it, z and the decoder's dependence on z start together from nothing, and at SNR 0.1 they need tens
 of passes over the data to find the conformations even at the true poses; the residuals' direction is
-found in seconds. The coordinates are kept in ``latent_start.npy`` in the run folder (NaN for the images
-that did not take part), so a resumed run teaches the same ones.
+found in seconds. The direction is fitted on at most ``variability_images`` of the trained images; every
+trained image with a pose then gets its coordinate by projection onto it (one streamed pass). The coordinates
+are kept in ``latent_start.npy`` in the run folder (NaN for the images without one), so a resumed run teaches
+the same ones, and the direction goes into the checkpoint, so that ``hetacumn infer`` gives new images their
+z[0] the same way, at their inferred poses.
 """
 
 from __future__ import annotations
@@ -16,22 +19,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from hetacumn.config.schema import RunConfig
 from hetacumn.data.images import ParticleImages
 from hetacumn.data.pose_table import PoseTable
-from hetacumn.data.variability import residual_direction
+from hetacumn.data.variability import LatentDirection, residual_direction
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "latent_start.npy"
 MIN_IMAGES = 100
+BATCH_IMAGES = 256
 
 
 def compute_latent_start(config: RunConfig, data: ParticleImages, pose_table: PoseTable, indices: np.ndarray,
-                         device: torch.device) -> np.ndarray:
-    """``(len(data),)`` float32: standardised coordinates of up to ``variability_images`` of the trained images
-    ``indices`` whose table rows are set, NaN for every other image."""
+                         device: torch.device) -> tuple[np.ndarray, LatentDirection | None]:
+    """``(len(data),)`` float32: the standardised coordinates of the trained images ``indices`` whose table rows
+    are set (NaN for every other image), and the direction, fitted on up to ``variability_images`` of them
+    (None, and every coordinate NaN, when fewer than ``MIN_IMAGES`` have a pose)."""
     task = config.task
     posed = indices[pose_table.initialised[indices]]
     chosen = np.random.default_rng(config.train.seed).permutation(posed)[:task.variability_images]
@@ -40,21 +46,22 @@ def compute_latent_start(config: RunConfig, data: ParticleImages, pose_table: Po
     if len(chosen) < MIN_IMAGES:  # e.g. a refinement stage without a search: rows start at first sight
         log.info("latent start skipped: %d trained images have a pose when per-particle poses begin (fewer than "
                  "%d); z starts from the encoder", len(chosen), MIN_IMAGES)
-        return targets
+        return targets, None
 
     def poses_of(index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         rows = pose_table.read(index)
         return rows.rotation, rows.shift_px
 
     started = time.time()
-    _, _, coordinates = residual_direction(data, chosen, poses_of, task.variability_radius_px,
-                                           task.variability_passes, config.train.seed, device)
-    coordinates = (coordinates - coordinates.mean()) / coordinates.std(correction=0).clamp_min(1e-12)
-    targets[chosen] = coordinates.cpu().numpy()
-    log.info("latent start: main direction of the residuals of %d images within %.0f px (at most %d passes, %.0f s); "
-             "their coordinates are their z[0] from now on", len(chosen), task.variability_radius_px,
-             task.variability_passes, time.time() - started)
-    return targets
+    direction = LatentDirection.fitted(*residual_direction(data, chosen, poses_of, task.variability_radius_px,
+                                                           task.variability_passes, config.train.seed, device))
+    log.info("latent start: main direction of the residuals of %d images within %.0f px (at most %d passes, %.0f s)",
+             len(chosen), task.variability_radius_px, task.variability_passes, time.time() - started)
+    for start in tqdm(range(0, len(posed), BATCH_IMAGES), desc="latent start coordinates", unit="batch", leave=False):
+        index = posed[start:start + BATCH_IMAGES]
+        targets[index] = direction.coordinates(data.batch(index, device), *poses_of(index)).cpu().numpy()
+    log.info("the coordinates of the %d trained images with a pose along it are their z[0] from now on", len(posed))
+    return targets, direction
 
 
 def latent_start_path(outdir: Path) -> Path:

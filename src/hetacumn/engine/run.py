@@ -20,6 +20,7 @@ from hetacumn.config.io import save_config
 from hetacumn.config.schema import RunConfig
 from hetacumn.data.contrast import describe_contrast
 from hetacumn.data.images import ParticleImages
+from hetacumn.data.variability import LatentDirection
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.engine.inference import Inference, infer
@@ -124,7 +125,8 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
         search = (pose_search_from_config(config.task, config.model.shift_range_px)
                   if config.task.pose_search_images > 0 else None)
         result = infer(trainer.model, data, trainer.image_task, trainer.max_radius(), trainer.device, search=search,
-                       known=trainer.pose_table, known_z0=trainer.latent_start)
+                       known=trainer.pose_table, known_z0=trainer.latent_start,
+                       latent_direction=trainer.latent_direction)
         write_results(outdir, particles, result, trainer.model)
         log_cost(result)
         log.info("wrote poses, latents and the consensus volume to %s", outdir)
@@ -132,27 +134,34 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
 
 
 def load_trained(checkpoint_path: str | Path, device: str = "cpu") -> tuple[HetModel, RunConfig]:
+    model, config, _ = load_trained_state(checkpoint_path, device)
+    return model, config
+
+
+def load_trained_state(checkpoint_path: str | Path, device: str = "cpu") -> tuple[HetModel, RunConfig, dict]:
+    """:func:`load_trained` and the checkpoint's whole state."""
     state = load_checkpoint(checkpoint_path, map_location=device)  # unreadable files: InputError already
     try:
         model = HetModel.from_config_dict(state["model_config"]).to(device)
         model.load_state_dict(state["model"])
     except (KeyError, ValueError, RuntimeError) as error:
         raise InputError(checkpoint_path, f"not a usable hetacumn checkpoint ({first_line(error)})") from None
-    return model, state["run_config"]
+    return model, state["run_config"], state
 
 
 def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir: str | Path, device: str = "cpu",
                     batch_size: int = 256, overwrite: bool = False, search: bool = False,
-                    refine_steps: int = 0) -> Inference:
+                    refine_steps: int = 0, given_poses: bool = False) -> Inference:
     """Poses and z for any particle set with a trained encoder (no training); with ``search`` and/or
     ``refine_steps``, poses are searched against the decoder and/or refined by gradient steps
-    (semi-amortized, see :func:`~hetacumn.engine.inference.infer`). The cost per image of each part
+    (semi-amortized, see :func:`~hetacumn.engine.inference.infer`); with ``given_poses``, at the particles' poses
+    (refined with ``refine_steps``). The cost per image of each part
     goes to ``inference_cost.json``.
 
     ``outdir`` is prepared (:func:`hetacumn.outputs.prepare_output_dir`) only once the checkpoint has
     loaded and matches the particles' box size, so a refused run leaves an earlier folder as it was.
     """
-    model, config = load_trained(checkpoint_path, device)
+    model, config, state = load_trained_state(checkpoint_path, device)
     if particles.box_size != config.model.box_size:
         raise InputError(particles.path, f"box size {particles.box_size} px does not match the checkpoint's "
                          f"{config.model.box_size} px ({checkpoint_path})")
@@ -165,10 +174,15 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
                     "inverted the other way", particles.path, data.stats.contrast_score)
     task = ImageReconstructionTask(config.task, config.model.z_mode)
     searcher = pose_search_from_config(config.task, config.model.shift_range_px) if search else None
-    if not search and config.task.pose_search_images > 0:
+    if not search and not given_poses and config.task.pose_search_images > 0:
         log.info("poses from the encoder alone (amortized); this run was trained with a search stage, whose "
                  "poses --search reproduces against the decoder (more accurate, slower; BENCHMARKS.md)")
-    result = infer(model, data, task, max_radius_px(config), torch.device(device), batch_size, searcher, refine_steps)
+    direction = None if model.zdim == 0 else LatentDirection.from_state_dict(state.get("latent_direction"))
+    if direction is not None:
+        log.info("z[0] of every image: its coordinate along the residual direction of the run's latent start, at "
+                 "its inferred pose (the accuracy of z follows that of the poses: --search helps new images)")
+    result = infer(model, data, task, max_radius_px(config), torch.device(device), batch_size, searcher, refine_steps,
+                   latent_direction=direction, given=particles.poses if given_poses else None)
     write_results(outdir, particles, result, model)
     cost = {"images": len(result.rotations), "device": str(device), "refine_steps": refine_steps,
             "ms_per_image": result.cost_ms_per_image()}

@@ -35,6 +35,7 @@ from hetacumn.config.schema import RunConfig
 from hetacumn.data.images import ParticleImages
 from hetacumn.data.order import epoch_order
 from hetacumn.data.pose_table import PoseTable
+from hetacumn.data.variability import LatentDirection
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from hetacumn.engine.latent_start import compute_latent_start, latent_start_path
@@ -134,6 +135,7 @@ class Trainer:
         self.progress = {"epoch": 0, "step": 0, "epoch_images": 0, "images_seen": 0, "steps_done": 0}
         self._half_planes: dict[float, HalfPlane] = {}
         self.latent_start: np.ndarray | None = None  # z[0] held per image (NaN: none) once the table's stage begins
+        self.latent_direction: LatentDirection | None = None  # what gives other images their z[0] (rank 0)
 
     def _create_pose_table(self, given_poses: IOPoseTable | None) -> PoseTable:
         """The per-particle table, ``pose_table.npy`` in the run folder (rank 0 creates it, at the given poses)."""
@@ -200,6 +202,7 @@ class Trainer:
         restore_rng(state, self.generator)
         if latent_start_path(self.outdir).exists():  # computed before: a resumed run holds the same z[0]
             self.latent_start = np.load(latent_start_path(self.outdir))
+            self.latent_direction = LatentDirection.from_state_dict(state.get("latent_direction"))
         if self.rank > 0:  # the checkpoint holds rank 0's stream; the others start fresh, still distinct
             self.generator.manual_seed(self.config.train.seed + self.rank + 7919 * self.progress["images_seen"])
         log.info("resumed from %s at epoch %d, %d images seen", checkpoint_path, self.progress["epoch"] + 1,
@@ -212,7 +215,8 @@ class Trainer:
             self.pose_table.snapshot()
         save_checkpoint(self.outdir / "checkpoint.pt", model=self.model, optimizer=self.optimizer,
                         run_config=self.config, progress=self.progress, generator=self.generator,
-                        search_reference=None if self.search_task is None else self.search_task.state_dict())
+                        search_reference=None if self.search_task is None else self.search_task.state_dict(),
+                        latent_direction=None if self.latent_direction is None else self.latent_direction.state_dict())
 
     def _autocast(self):
         if self.device.type == "cuda" and self.config.train.amp:
@@ -256,10 +260,12 @@ class Trainer:
         return known
 
     def _load_latent_start(self) -> np.ndarray:
-        """The run's latent start, computed now by rank 0."""
+        """The run's latent start, computed now by rank 0 (which keeps the direction for the checkpoint)."""
         path = latent_start_path(self.outdir)
         if distributed.is_main():
-            np.save(path, compute_latent_start(self.config, self.data, self.pose_table, self.indices, self.device))
+            start, self.latent_direction = compute_latent_start(self.config, self.data, self.pose_table, self.indices,
+                                                                self.device)
+            np.save(path, start)
         distributed.barrier()
         return np.load(path)
 
