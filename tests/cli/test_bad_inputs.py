@@ -48,7 +48,7 @@ def test_the_valid_dataset_reconstructs(project, capsys):
 def test_missing_stack(project, capsys):
     star = write_star(project / "p.star", NAMES[:2] + ["1@gone.mrcs"])
     run_bad_input(capsys, project, _reconstruct(project, star), project / "gone.mrcs",
-                  rf"stack file not found \(referenced by {star}\)$")
+                  rf"stack file not found \(referenced by {star}; --datadir names the folder that holds the stacks\)$")
     # info reports it and carries on.
     assert main(["info", str(star)]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -101,3 +101,15 @@ def test_files_and_folders_that_do_not_exist_or_are_unknown(tmp_path):
     _raises(tmp_path / "empty.txt", "empty stack list", load_particles, tmp_path / "empty.txt")
     (tmp_path / "broken.star").write_text("data_\nloop_\n_rlnImageName\n_rlnX\n1@a.mrcs 1 2 3 4\n")
     _raises(tmp_path / "broken.star", "unreadable STAR file", load_particles, tmp_path / "broken.star")
+
+
+def test_stacks_named_relative_to_a_relion_project_folder_are_found_from_anywhere(tmp_path, monkeypatch):
+    """RELION names stacks relative to its project folder: Refine3D/job020/run_data.star holds
+    Extract/job012/Movies/s.mrcs, found from any working directory."""
+    (tmp_path / "Extract" / "job012" / "Movies").mkdir(parents=True)
+    _stack(tmp_path / "Extract" / "job012" / "Movies" / "s.mrcs", count=4)
+    (tmp_path / "Refine3D" / "job020").mkdir(parents=True)
+    star = _star(tmp_path / "Refine3D" / "job020" / "run_data.star", ["3@Extract/job012/Movies/s.mrcs"])
+    monkeypatch.chdir(tmp_path / "Refine3D")
+    particles = load_particles(star)
+    assert particles.images.read(np.array([0]))[0, 0, 0] == 2 * 16 * 16  # the third image's first pixel

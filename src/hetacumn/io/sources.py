@@ -29,8 +29,10 @@ def resolve_stack_path(name: str, base_dir: Path, datadir: Path | None = None) -
     """Find the stack a particle file refers to as ``name``.
 
     Tried in order: ``name`` itself if absolute; ``datadir/name`` then ``datadir/basename`` if a
-    datadir is given; ``base_dir/name`` (the folder of the particle file); ``cwd/name``. The first
-    that exists wins; if none does, the first candidate is returned (and later reported missing).
+    datadir is given; ``base_dir/name`` (the folder of the particle file); ``cwd/name``; then
+    ``name`` under each folder above ``base_dir`` (RELION writes paths relative to its project
+    folder, ``Extract/job012/...`` in ``Refine3D/job020/run_data.star``). The first that exists
+    wins; if none does, the first candidate is returned (and later reported missing).
     """
     path = Path(name)
     candidates = [path] if path.is_absolute() else []
@@ -38,6 +40,7 @@ def resolve_stack_path(name: str, base_dir: Path, datadir: Path | None = None) -
         candidates += [Path(datadir) / path, Path(datadir) / path.name]
     if not path.is_absolute():
         candidates += [Path(base_dir) / path, Path.cwd() / path]
+        candidates += [folder / path for folder in Path(base_dir).absolute().parents]
     for candidate in candidates:
         if candidate.is_file():
             return candidate.absolute()
@@ -110,7 +113,8 @@ class ImageSource:
         for i, stack in enumerate(stacks):
             if not stack.exists:
                 if not allow_missing:
-                    raise InputError(stack.path, f"stack file not found (referenced by {origin})")
+                    raise InputError(stack.path, f"stack file not found (referenced by {origin}; --datadir "
+                                                 "names the folder that holds the stacks)")
                 continue
             wanted = image_index[file_index == i]
             if wanted.size and wanted.max() >= stack.n_images:
