@@ -13,7 +13,7 @@ from torch import nn
 from hetacumn.config.presets import preset
 from hetacumn.data.images import ParticleImages
 from hetacumn.data.pose_table import PoseTable
-from hetacumn.engine.inference import CHOICE_RADIUS_PX, FIT_RADIUS_PX, infer
+from hetacumn.engine.inference import CHOICE_RADIUS_PX, FIT_RADIUS_PX, encoder_disagreement_deg, infer
 from hetacumn.io.mrc import write_mrc
 from hetacumn.io.particles import load_particles
 from hetacumn.models.encoders import EncoderOutput
@@ -107,3 +107,16 @@ def test_the_low_frequencies_choose_the_path_whose_pose_explains_the_image(tmp_p
     result = infer(model, data, task, radius_px=15.0, device=torch.device("cpu"), batch_size=64,
                    choice_radius_px=choice_radius_px)
     assert float(_degrees(result.rotations, truth).max()) < 1e-3
+
+
+def test_the_encoder_check_tells_claimed_true_poses_from_claimed_random_ones(tmp_path):
+    generator = torch.Generator().manual_seed(4)
+    volume = torch.as_tensor(toy_molecule(BOX, 4.0)).float()
+    truth = random_rotations(32, generator=generator)
+    data = _projections(tmp_path, volume, truth)
+    search = PoseSearch(4608, shift_extent_px=1.0, shift_step_px=1.0, levels=4)
+    right, task = _known_volume_model(volume, ClaimedPoses(truth))
+    wrong, _ = _known_volume_model(volume, ClaimedPoses(random_rotations(32, generator=generator)))
+    cpu = torch.device("cpu")
+    assert encoder_disagreement_deg(right, data, task, 15.0, cpu, search) < 3.0  # measured 0.74
+    assert encoder_disagreement_deg(wrong, data, task, 15.0, cpu, search) > 45.0  # measured 110.6

@@ -43,6 +43,7 @@ from hetacumn.data.variability import LatentDirection
 from hetacumn.io.particle_set import PoseTable as GivenPoses
 from hetacumn.models.lattice import HalfPlane
 from hetacumn.models.model import HetModel
+from hetacumn.physics.rotations import geodesic_distance_rad
 from hetacumn.tasks.base import StepContext, ctf_at
 from hetacumn.tasks.image import ImageReconstructionTask
 from hetacumn.tasks.refine import (
@@ -58,6 +59,8 @@ CHOICE_RADIUS_PX = 12.0  # frequencies (px) that choose between the symmetrized 
 # A table's pose competes with the searched one within 16 px: on the 64-px two-state set the same poses win as
 # at the full radius (31 px), at a sixth of the decoder's cost (BENCHMARKS.md, "Final poses").
 FIT_RADIUS_PX = 16.0
+# The encoder's poses are checked against searched ones on this many images spread over the set (~1 s on a CPU).
+ENCODER_CHECK_IMAGES = 128
 
 
 @dataclass
@@ -75,11 +78,13 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
           device: torch.device, batch_size: int = 256, search: PoseSearch | None = None, refine_steps: int = 0,
           known: PoseTable | None = None, choice_radius_px: float = CHOICE_RADIUS_PX,
           fit_radius_px: float = FIT_RADIUS_PX, known_z0: np.ndarray | None = None,
-          latent_direction: LatentDirection | None = None, given: GivenPoses | None = None) -> Inference:
+          latent_direction: LatentDirection | None = None, given: GivenPoses | None = None,
+          images: np.ndarray | None = None) -> Inference:
     """Poses and z of every image. ``known``: the training's pose table; ``known_z0`` ``(N,)``: z[0] held by
     the training's images (NaN: none), engine/latent_start.py, used wherever the decoder renders them (the
     table's poses against the searched ones, refinement) and reported in ``z``; ``latent_direction``: gives
-    z[0] to the other images at their poses (without it, the encoder's)."""
+    z[0] to the other images at their poses (without it, the encoder's). ``images``: the indices inferred, in
+    this order (default: every image)."""
     model.eval()
     half = HalfPlane.build(data.box_size, radius_px, device=device)
     choice = HalfPlane.build(data.box_size, min(radius_px, choice_radius_px), device=device)
@@ -88,8 +93,9 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
     on_grid = search is not None or (refine_steps > 0 and model.zdim == 0)
     volume_ft = model.fourier_volume(z_mean, max_radius_px=radius_px + 2) if on_grid else None
     generator = torch.Generator().manual_seed(0)
-    n = len(data)
-    known_rows = np.zeros(n, bool) if known is None else known.initialised
+    images = np.arange(len(data)) if images is None else np.asarray(images)
+    n = len(images)
+    known_rows = np.zeros(len(data), bool) if known is None else known.initialised
     rotations, shifts, zs = np.zeros((n, 3, 3)), np.zeros((n, 2)), []
     table_count = 0
     seconds = {"encoder": 0.0} | ({"search": 0.0} if search else {}) | ({"refine": 0.0} if refine_steps else {})
@@ -99,7 +105,7 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
         return contextlib.nullcontext() if latent_direction is None else _timed(seconds, "latent", device)
 
     for start in tqdm(range(0, n, batch_size), desc="inferring poses", unit="batch"):
-        index = np.arange(start, min(start + batch_size, n))
+        index, rows_out = images[start:start + batch_size], slice(start, start + batch_size)
         batch = data.batch(index, device)
         context, choice_context = _context(half, batch, generator), _context(choice, batch, generator)
         with _timed(seconds, "encoder", device), torch.no_grad():
@@ -135,8 +141,8 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
         if latent_direction is not None and (refine_steps > 0 or known is not None):
             with latent_timer():
                 _set_z0(z, held, latent_direction, batch, rotation, shift_px)  # at the final poses
-        rotations[index] = rotation.cpu().numpy()
-        shifts[index] = shift_px.cpu().numpy()
+        rotations[rows_out] = rotation.cpu().numpy()
+        shifts[rows_out] = shift_px.cpu().numpy()
         if z is not None:
             zs.append(z.cpu().numpy())
     model.train()
@@ -144,6 +150,18 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
         log.info("final poses: %d of %d images kept their refined pose from the pose table, the others took the "
                  "pose searched against the final decoder (it explains them better)", table_count, n)
     return Inference(rotations, shifts, np.concatenate(zs) if zs else None, seconds)
+
+
+def encoder_disagreement_deg(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, radius_px: float,
+                             device: torch.device, search: PoseSearch, images: int = ENCODER_CHECK_IMAGES) -> float:
+    """Median angle (deg) between the encoder's poses and poses searched against the decoder, on up to ``images``
+    images spread evenly over ``data``: small where the encoder has learned to pose such images, near 90 deg where
+    its poses are chance (e.g. images it was not trained on at SNR 0.1, BENCHMARKS.md "Latent of new images")."""
+    sample = np.unique(np.linspace(0, len(data) - 1, min(images, len(data))).round().astype(np.int64))
+    amortized = infer(model, data, task, radius_px, device, images=sample)
+    searched = infer(model, data, task, radius_px, device, search=search, images=sample)
+    angles = geodesic_distance_rad(torch.from_numpy(amortized.rotations), torch.from_numpy(searched.rotations))
+    return float(np.degrees(angles.median()))
 
 
 def _set_z0(z, held, direction: LatentDirection | None, batch, rotation, shift_px) -> None:
