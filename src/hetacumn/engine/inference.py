@@ -22,7 +22,7 @@ decoder costs a fraction of the full radius (BENCHMARKS.md, "Amortized inference
 A model trained with a latent start (engine/latent_start.py) decodes z[0] as the image's coordinate along
 the residual direction: an image without a held one (``known_z0``) gets it by projection at its pose
 (``latent_direction``), before refinement and again at its final pose; the encoder's own z[0] is a poor
-guess on images it was not trained on (BENCHMARKS.md, "Latent of new images").
+guess on images it was not trained on (BENCHMARKS.md, "New images").
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def encoder_disagreement_deg(model: HetModel, data: ParticleImages, task: ImageR
                              device: torch.device, search: PoseSearch, images: int = ENCODER_CHECK_IMAGES) -> float:
     """Median angle (deg) between the encoder's poses and poses searched against the decoder, on up to ``images``
     images spread evenly over ``data``: small where the encoder has learned to pose such images, near 90 deg where
-    its poses are chance (e.g. images it was not trained on at SNR 0.1, BENCHMARKS.md "Latent of new images")."""
+    its poses are chance (e.g. images it was not trained on at SNR 0.1, BENCHMARKS.md "New images")."""
     sample = np.unique(np.linspace(0, len(data) - 1, min(images, len(data))).round().astype(np.int64))
     amortized = infer(model, data, task, radius_px, device, images=sample)
     searched = infer(model, data, task, radius_px, device, search=search, images=sample)
