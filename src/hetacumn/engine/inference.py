@@ -27,10 +27,9 @@ guess on images it was not trained on (BENCHMARKS.md, "New images").
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,8 +100,9 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
     seconds = {"encoder": 0.0} | ({"search": 0.0} if search else {}) | ({"refine": 0.0} if refine_steps else {})
     if search is not None and known is not None:
         seconds["table comparison"] = 0.0
+
     def latent_timer():
-        return contextlib.nullcontext() if latent_direction is None else _timed(seconds, "latent", device)
+        return nullcontext() if latent_direction is None else _timed(seconds, "latent", device)
 
     for start in tqdm(range(0, n, batch_size), desc="inferring poses", unit="batch"):
         index, rows_out = images[start:start + batch_size], slice(start, start + batch_size)
@@ -161,7 +161,7 @@ def encoder_disagreement_deg(model: HetModel, data: ParticleImages, task: ImageR
     amortized = infer(model, data, task, radius_px, device, images=sample)
     searched = infer(model, data, task, radius_px, device, search=search, images=sample)
     angles = geodesic_distance_rad(torch.from_numpy(amortized.rotations), torch.from_numpy(searched.rotations))
-    return float(np.degrees(angles.median()))
+    return float(torch.rad2deg(angles.median()))
 
 
 def _set_z0(z, held, direction: LatentDirection | None, batch, rotation, shift_px) -> None:
