@@ -45,25 +45,25 @@ PosesOf = Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]  # indices -
 class _CroppedSet:
     """Images, CTFs and poses of some particles at the cropped box, held in memory."""
 
-    def __init__(self, data: ParticleImages, indices: np.ndarray, poses_of: PosesOf, box: int, device,
-                 batch_size: int):
-        rows = [self._crop(data.batch(indices[s:s + batch_size], device), *poses_of(indices[s:s + batch_size]), box)
-                for s in range(0, len(indices), batch_size)]
-        self._hold(rows, box, device)
-
-    @classmethod
-    def of_batch(cls, batch: Batch, rotations: torch.Tensor, shift_px: torch.Tensor, box: int) -> _CroppedSet:
-        """The images of one batch at the given poses (full-box px)."""
-        cropped = cls.__new__(cls)
-        cropped._hold([cls._crop(batch, rotations, shift_px, box)], box, batch.images.device)
-        return cropped
-
-    def _hold(self, rows, box: int, device) -> None:
+    def __init__(self, rows: list[tuple], box: int, device):
+        """``rows``: ``(images, ctf, rotations, shift_px)`` per batch, as :meth:`_crop` gives them."""
         images, ctf, rotations, shift_px = zip(*rows)
         self.images, self.rotations, self.shift_px = torch.cat(images), torch.cat(rotations), torch.cat(shift_px)
         self.ctf = None if ctf[0] is None else torch.cat(ctf)
         self.disk = (radial_grid_2d(box, device=device) <= (box - 4) / 2).to(self.images.dtype)
         self.box = box
+
+    @classmethod
+    def of_particles(cls, data: ParticleImages, indices: np.ndarray, poses_of: PosesOf, box: int, device,
+                     batch_size: int) -> _CroppedSet:
+        rows = [cls._crop(data.batch(indices[s:s + batch_size], device), *poses_of(indices[s:s + batch_size]), box)
+                for s in range(0, len(indices), batch_size)]
+        return cls(rows, box, device)
+
+    @classmethod
+    def of_batch(cls, batch: Batch, rotations: torch.Tensor, shift_px: torch.Tensor, box: int) -> _CroppedSet:
+        """The images of one batch at the given poses (full-box px)."""
+        return cls([cls._crop(batch, rotations, shift_px, box)], box, batch.images.device)
 
     @staticmethod
     def _crop(batch: Batch, rotations: torch.Tensor, shift_px: torch.Tensor, box: int):
@@ -118,7 +118,7 @@ def residual_direction(data: ParticleImages, indices: np.ndarray, poses_of: Pose
     """
     box = min(data.box_size, 2 * math.ceil(radius_px) + 4)
     wiener_constant = 1.0 / max(data.stats.snr, 1e-3)
-    cropped = _CroppedSet(data, np.asarray(indices), poses_of, box, device, batch_size)
+    cropped = _CroppedSet.of_particles(data, np.asarray(indices), poses_of, box, device, batch_size)
     consensus = cropped.backproject(cropped.band_limited_images(), wiener_constant, batch_size)
     residuals = cropped.residuals(consensus, batch_size)
     generator = torch.Generator().manual_seed(seed)
