@@ -29,7 +29,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="search each pose against the decoder instead of the encoder's (slower, more accurate)")
     parser.add_argument("--poses", metavar="FILE",
                         help="infer z at these poses (cryoDRGN .pkl, RELION .star, cryoSPARC .cs; matched by image "
-                             "name) instead of the encoder's: the z of a consensus refinement's particles")
+                             "name) instead of the encoder's: poses in the model's frame, e.g. from the refinement "
+                             "whose poses trained it")
     parser.add_argument("--refine", type=int, default=0, metavar="K",
                         help="then refine each pose by K gradient steps against the decoder (semi-amortized)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
