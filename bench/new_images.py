@@ -50,7 +50,7 @@ def run_variant(name: str, args: argparse.Namespace) -> str:
     rotation = rotation_errors(poses.rotations, read_pose_pickle(truth / "poses.pkl", box).rotations)
     cost = json.loads((out / "inference_cost.json").read_text())
     parts = ", ".join(f"{part} {ms:.2f}" for part, ms in cost["ms_per_image"].items())
-    check = cost.get("encoder_vs_search_median_deg")
+    check = cost.get("poses_vs_search_median_deg")
     latent = latent_score(np.load(out / "z.npy"), truth) if (out / "z.npy").is_file() else "n/a"
     return (f"| {name} | `{shlex.join(flags) or '(none)'}` | {rotation['median_angle_deg']:.1f} | {latent} | "
             f"{'—' if check is None else f'{check:.0f}'} | {parts} | {wall_s:.0f} |")
@@ -71,7 +71,7 @@ def main() -> int:
     title = heading(args.checkpoint, args.data)
     body = (f"{title}\n\nCommand: `OMP_NUM_THREADS=2 {command}`\n\nMachine: {machine_line(args.device)}. "
             f"Code: {code_version()}. Date: {datetime.date.today()}.\n\n"
-            "| variant | infer flags | median rotation error (deg, aligned) | latent | encoder vs search (deg, "
+            "| variant | infer flags | median rotation error (deg, aligned) | latent | poses vs search (deg, "
             "the infer check) | cost per image (ms) | wall time (s) |\n|---|---|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n\nLatent: k-means of z.npy with K = 2, Hungarian-matched (two states), or |Spearman| "
             "of its first principal component with the true states (more). Wall time includes the process's "

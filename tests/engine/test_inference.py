@@ -13,7 +13,8 @@ from torch import nn
 from hetacumn.config.presets import preset
 from hetacumn.data.images import ParticleImages
 from hetacumn.data.pose_table import PoseTable
-from hetacumn.engine.inference import CHOICE_RADIUS_PX, FIT_RADIUS_PX, encoder_disagreement_deg, infer
+from hetacumn.engine.inference import CHOICE_RADIUS_PX, FIT_RADIUS_PX, infer, pose_disagreement_deg
+from hetacumn.io.particle_set import PoseTable as GivenPoses
 from hetacumn.io.mrc import write_mrc
 from hetacumn.io.particles import load_particles
 from hetacumn.models.encoders import EncoderOutput
@@ -109,7 +110,7 @@ def test_the_low_frequencies_choose_the_path_whose_pose_explains_the_image(tmp_p
     assert float(_degrees(result.rotations, truth).max()) < 1e-3
 
 
-def test_the_encoder_check_tells_claimed_true_poses_from_claimed_random_ones(tmp_path):
+def test_the_pose_check_tells_true_poses_from_random_ones_claimed_or_given(tmp_path):
     generator = torch.Generator().manual_seed(4)
     volume = torch.as_tensor(toy_molecule(BOX, 4.0)).float()
     truth = random_rotations(32, generator=generator)
@@ -118,5 +119,10 @@ def test_the_encoder_check_tells_claimed_true_poses_from_claimed_random_ones(tmp
     right, task = _known_volume_model(volume, ClaimedPoses(truth))
     wrong, _ = _known_volume_model(volume, ClaimedPoses(random_rotations(32, generator=generator)))
     cpu = torch.device("cpu")
-    assert encoder_disagreement_deg(right, data, task, 15.0, cpu, search) < 3.0  # measured 0.74
-    assert encoder_disagreement_deg(wrong, data, task, 15.0, cpu, search) > 45.0  # measured 110.6
+    assert pose_disagreement_deg(right, data, task, 15.0, cpu, search) < 3.0  # measured 0.74
+    assert pose_disagreement_deg(wrong, data, task, 15.0, cpu, search) > 45.0  # measured 110.6
+    given_true = GivenPoses(truth.double().numpy(), np.zeros((32, 2)))
+    given_turned = GivenPoses((truth @ axis_angle_to_matrix(torch.tensor([[0.0, 0.6, 0.0]]))).double().numpy(),
+                              np.zeros((32, 2)))
+    assert pose_disagreement_deg(wrong, data, task, 15.0, cpu, search, given_true) < 3.0  # measured 0.74
+    assert pose_disagreement_deg(wrong, data, task, 15.0, cpu, search, given_turned) > 20.0  # measured 34.4: the turn

@@ -58,8 +58,8 @@ CHOICE_RADIUS_PX = 12.0  # frequencies (px) that choose between the symmetrized 
 # A table's pose competes with the searched one within 16 px: on the 64-px two-state set the same poses win as
 # at the full radius (31 px), at a sixth of the decoder's cost (BENCHMARKS.md, "Final poses").
 FIT_RADIUS_PX = 16.0
-# The encoder's poses are checked against searched ones on this many images spread over the set (~1 s on a CPU).
-ENCODER_CHECK_IMAGES = 128
+# The encoder's (or given) poses are checked against searched ones on this many images spread over the set (~1 s).
+POSE_CHECK_IMAGES = 128
 
 
 @dataclass
@@ -152,13 +152,15 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
     return Inference(rotations, shifts, np.concatenate(zs) if zs else None, seconds)
 
 
-def encoder_disagreement_deg(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, radius_px: float,
-                             device: torch.device, search: PoseSearch, images: int = ENCODER_CHECK_IMAGES) -> float:
-    """Median angle (deg) between the encoder's poses and poses searched against the decoder, on up to ``images``
-    images spread evenly over ``data``: small where the encoder has learned to pose such images, near 90 deg where
-    its poses are chance (e.g. images it was not trained on at SNR 0.1, BENCHMARKS.md "New images")."""
+def pose_disagreement_deg(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, radius_px: float,
+                          device: torch.device, search: PoseSearch, given: GivenPoses | None = None,
+                          images: int = POSE_CHECK_IMAGES) -> float:
+    """Median angle (deg) between the encoder's (or the ``given``) poses and poses searched against the decoder,
+    on up to ``images`` images spread evenly over ``data``: small where the encoder has learned to pose such
+    images (or the given poses are in the model's frame), near 90 deg where they are chance for the model (e.g.
+    images the encoder was not trained on at SNR 0.1, BENCHMARKS.md "New images", or poses of another frame)."""
     sample = np.unique(np.linspace(0, len(data) - 1, min(images, len(data))).round().astype(np.int64))
-    amortized = infer(model, data, task, radius_px, device, images=sample)
+    amortized = infer(model, data, task, radius_px, device, given=given, images=sample)
     searched = infer(model, data, task, radius_px, device, search=search, images=sample)
     angles = geodesic_distance_rad(torch.from_numpy(amortized.rotations), torch.from_numpy(searched.rotations))
     return float(torch.rad2deg(angles.median()))

@@ -23,7 +23,7 @@ from hetacumn.data.images import ParticleImages
 from hetacumn.data.variability import LatentDirection
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint
-from hetacumn.engine.inference import ENCODER_CHECK_IMAGES, Inference, encoder_disagreement_deg, infer
+from hetacumn.engine.inference import POSE_CHECK_IMAGES, Inference, infer, pose_disagreement_deg
 from hetacumn.engine.trainer import Trainer, check_resumable, max_radius_px
 from hetacumn.errors import InputError, first_line
 from hetacumn.io.cryodrgn import write_pose_pickle
@@ -174,18 +174,17 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
                     "inverted the other way", particles.path, data.stats.contrast_score)
     task = ImageReconstructionTask(config.task, config.model.z_mode)
     searcher = pose_search_from_config(config.task, config.model.shift_range_px) if search else None
-    disagreement = None
-    if not search and not given_poses:
-        disagreement = _check_encoder(model, data, task, config, device)
+    given = particles.poses if given_poses else None
+    disagreement = None if search else _check_poses(model, data, task, config, device, given)
     direction = None if model.zdim == 0 else LatentDirection.from_state_dict(state.get("latent_direction"))
     if direction is not None:
         log.info("z[0] of every image: its coordinate along the residual direction of the run's latent start, at "
                  "its inferred pose (the accuracy of z follows that of the poses: --search helps new images)")
     result = infer(model, data, task, max_radius_px(config), torch.device(device), batch_size, searcher, refine_steps,
-                   latent_direction=direction, given=particles.poses if given_poses else None)
+                   latent_direction=direction, given=given)
     write_results(outdir, particles, result, model)
     cost = {"images": len(result.rotations), "device": str(device), "refine_steps": refine_steps,
-            "ms_per_image": result.cost_ms_per_image(), "encoder_vs_search_median_deg": disagreement}
+            "ms_per_image": result.cost_ms_per_image(), "poses_vs_search_median_deg": disagreement}
     with atomic_write(outdir / "inference_cost.json") as partial:
         partial.write_text(json.dumps(cost, indent=1) + "\n")
     log_cost(result)
@@ -193,20 +192,26 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
 
 
 # Two estimates each ~12 deg off (a search at SNR 0.1) differ by ~20 deg; chance poses by ~90 deg.
-UNRELIABLE_ENCODER_DEG = 30.0
+UNRELIABLE_POSES_DEG = 30.0
 
 
-def _check_encoder(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, config: RunConfig,
-                   device: str) -> float:
-    """The median angle between the encoder's poses and searched ones on a sample, logged; a warning when large."""
+def _check_poses(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, config: RunConfig,
+                 device: str, given) -> float:
+    """The median angle between the encoder's (or the given) poses and searched ones on a sample, logged; a
+    warning when large."""
     searcher = pose_search_from_config(config.task, config.model.shift_range_px)
-    angle = encoder_disagreement_deg(model, data, task, max_radius_px(config), torch.device(device), searcher)
-    sample = min(len(data), ENCODER_CHECK_IMAGES)
-    if angle > UNRELIABLE_ENCODER_DEG:
+    angle = pose_disagreement_deg(model, data, task, max_radius_px(config), torch.device(device), searcher, given)
+    sample = min(len(data), POSE_CHECK_IMAGES)
+    which = "the encoder's" if given is None else "the given"
+    if angle <= UNRELIABLE_POSES_DEG:
+        log.info("%s poses agree with poses searched against the decoder within a median of %.1f deg (%d images "
+                 "checked)", which, angle, sample)
+    elif given is None:
         log.warning("the encoder's poses differ from poses searched against the decoder by a median of %.0f deg "
                     "(%d images checked): they are unreliable for these images, and so is z; use --search (or "
                     "--poses with known poses)", angle, sample)
     else:
-        log.info("the encoder's poses agree with poses searched against the decoder within a median of %.1f deg "
-                 "(%d images checked)", angle, sample)
+        log.warning("the given poses differ from poses searched against the decoder by a median of %.0f deg (%d "
+                    "images checked): are they in the model's frame (from the refinement that trained it)? If not, "
+                    "z is unreliable; --search finds poses in the model's frame", angle, sample)
     return angle
