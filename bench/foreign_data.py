@@ -111,7 +111,7 @@ def main() -> int:
         particles, flags = CASES[case][:2]
         run = args.workdir / f"{case}{'_' + args.tag if args.tag else ''}"
         wall_s, _ = run_cli(["train", str(INTEROP / particles), "-o", str(run), "--overwrite", *flags,
-                             *args.train_args.split()], run.with_suffix(".log"))
+                             *args.train_args.split()], run.parent / f"{run.name}.log")
         epochs = int(json.loads((run / "config.json").read_text())["config"]["train"]["epochs"])
         scores = score(case, run)
         rows.append(row(case, args, wall_s, epochs, scores))

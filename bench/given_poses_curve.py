@@ -38,7 +38,7 @@ def run_one(data: Path, method: str, epochs: int, args: argparse.Namespace) -> s
     flags = ["--poses", str(data / "truth" / "poses.pkl"), "--method", method, "--epochs", str(epochs),
              *shlex.split(args.train_args)]
     wall_s, _ = run_cli(["train", str(data / "particles.star"), "-o", str(run), "--device", args.device, "--overwrite",
-                         *flags], run.with_suffix(".log"))
+                         *flags], run.parent / f"{run.name}.log")
     scores = score(data, run, args)
     resolution = " / ".join(f"{r:.2f}" for r in scores["resolution_px"])
     return (f"| {method} | {epochs} | {images_seen(run):,} | {wall_s / 60:.1f} | {scores['confusion']:.3f} | "

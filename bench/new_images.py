@@ -44,7 +44,7 @@ def run_variant(name: str, args: argparse.Namespace) -> str:
     out = args.workdir / f"{args.checkpoint.parent.name}_{args.data.name}_{name}"
     flags = [flag.format(truth=truth) for flag in VARIANTS[name]]
     wall_s, _ = run_cli(["infer", str(args.checkpoint), str(args.data / "particles.star"), "-o", str(out),
-                         "--device", args.device, "--overwrite", *flags], out.with_suffix(".log"))
+                         "--device", args.device, "--overwrite", *flags], out.parent / f"{out.name}.log")
     box = json.loads((truth / "config.json").read_text())["box_size"]
     poses = read_pose_pickle(out / "poses.pkl", box)
     rotation = rotation_errors(poses.rotations, read_pose_pickle(truth / "poses.pkl", box).rotations)
