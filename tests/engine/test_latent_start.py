@@ -61,11 +61,12 @@ def test_known_latent_entries_replace_the_encoders_and_nan_entries_keep_them():
     assert sample[0, 0] == 10.0 and sample[1, 0] == 5.0 and kl is None
 
 
-def _given_poses_run(tiny_dataset, outdir, start: bool, train_subset: int = 0):
+def _given_poses_run(tiny_dataset, outdir, start: bool, train_subset: int = 0, variability_images: int = 20_000):
     particles = load_particles(tiny_dataset / "particles.star", poses=tiny_dataset / "truth" / "poses.pkl")
     config = small_config("hetacumn", train_subset=train_subset)
     config.train = dataclasses.replace(config.train, epochs=5, batch_size=16, log_every_steps=200)
-    config.task = dataclasses.replace(config.task, consensus_images=0, refine_steps=0, variability_start=start)
+    config.task = dataclasses.replace(config.task, consensus_images=0, refine_steps=0, variability_start=start,
+                                      variability_images=variability_images)
     config.data.poses = str(tiny_dataset / "truth" / "poses.pkl")
     outdir.mkdir()
     return train(config, particles, outdir)
@@ -95,6 +96,15 @@ def test_images_outside_the_trained_subset_and_in_infer_get_z0_along_the_checkpo
     np.testing.assert_array_equal(inferred.rotations, particles.poses.rotations)  # z at the given poses
     np.testing.assert_allclose(inferred.z[:, 0], result.z[:, 0], atol=1e-4)  # the checkpoint alone gives them
     assert confusion_error(inferred.z[:, :1], labels) < 0.05  # measured 0.0
+
+
+def test_trained_images_beyond_those_the_direction_is_fitted_on_hold_their_projection(tiny_dataset, tmp_path):
+    labels = np.load(tiny_dataset / "truth" / "labels.npy")
+    result = _given_poses_run(tiny_dataset, tmp_path / "run", start=True, variability_images=128)
+    held = np.load(tmp_path / "run" / "latent_start.npy")
+    assert np.isfinite(held).all()  # 128 fitted, the other 128 projected
+    np.testing.assert_array_equal(result.z[:, 0], held)
+    assert confusion_error(held[:, None], labels) < 0.05  # measured 0.0
 
 
 def test_resume_at_given_poses_keeps_the_latent_start_and_reproduces_the_next_step(tiny_dataset, tmp_path):

@@ -53,12 +53,15 @@ def compute_latent_start(config: RunConfig, data: ParticleImages, pose_table: Po
         return rows.rotation, rows.shift_px
 
     started = time.time()
-    direction = LatentDirection.fitted(*residual_direction(data, chosen, poses_of, task.variability_radius_px,
-                                                           task.variability_passes, config.train.seed, device))
+    consensus, main_direction, coordinates = residual_direction(data, chosen, poses_of, task.variability_radius_px,
+                                                                task.variability_passes, config.train.seed, device)
+    direction = LatentDirection.fitted(consensus, main_direction, coordinates)
+    targets[chosen] = ((coordinates - direction.mean) / direction.std).cpu().numpy()
     log.info("latent start: main direction of the residuals of %d images within %.0f px (at most %d passes, %.0f s)",
              len(chosen), task.variability_radius_px, task.variability_passes, time.time() - started)
-    for start in tqdm(range(0, len(posed), BATCH_IMAGES), desc="latent start coordinates", unit="batch", leave=False):
-        index = posed[start:start + BATCH_IMAGES]
+    others = np.setdiff1d(posed, chosen)  # beyond variability_images: their coordinates by projection alone
+    for start in tqdm(range(0, len(others), BATCH_IMAGES), desc="latent start coordinates", unit="batch", leave=False):
+        index = others[start:start + BATCH_IMAGES]
         targets[index] = direction.coordinates(data.batch(index, device), *poses_of(index)).cpu().numpy()
     log.info("the coordinates of the %d trained images with a pose along it are their z[0] from now on", len(posed))
     return targets, direction

@@ -135,7 +135,7 @@ def read_star(path: str | Path, datadir: str | Path | None = None, allow_missing
     """Read a RELION particle STAR file (3.0, 3.1, 5) into a :class:`ParticleSet`.
 
     Stacks are resolved by :func:`hetacumn.io.sources.resolve_stack_path` (datadir, then the STAR's
-    folder, then the working folder). Missing stacks raise InputError unless ``allow_missing_stacks``.
+    folder, the working folder, then each folder above the STAR's: a RELION project folder). Missing stacks raise InputError unless ``allow_missing_stacks``.
     """
     path = Path(path)
     table, optics = _read_blocks(path)
