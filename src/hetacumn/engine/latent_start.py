@@ -5,7 +5,7 @@ renders them with it, the encoder is taught it (for images it has not seen), and
 Without it, z and the decoder's dependence on z start together from nothing, and at SNR 0.1 they need tens
 of passes over the data to find the conformations even at the true poses; the residuals' direction is
 found in seconds. The direction is fitted on at most ``variability_images`` of the trained images; every
-trained image with a pose then gets its coordinate by projection onto it (one streamed pass). The coordinates
+other trained image with a pose then gets its coordinate by projection onto it (one streamed pass). The coordinates
 are kept in ``latent_start.npy`` in the run folder (NaN for the images without one), so a resumed run teaches
 the same ones, and the direction goes into the checkpoint, so that ``hetacumn infer`` gives new images their
 z[0] the same way, at their inferred poses.
