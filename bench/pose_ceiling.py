@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accuracy import code_version, machine_line
+from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from hetacumn.config.presets import preset
@@ -115,8 +116,8 @@ def misassigned(truth: TrueSearch, n_images: int, radius_px: float) -> dict[str,
                                      for volume in truth.maps]).argmin(0).numpy())
         searched.append(torch.stack([search(volume, targets, ctf, half)[2] for volume in truth.maps]).argmin(0).numpy())
     labels = truth.labels[:min(n_images, len(truth.labels))]
-    return {"at the true pose": float(np.mean(np.concatenate(at_truth) != labels)),
-            "at each map's searched pose": float(np.mean(np.concatenate(searched) != labels))}
+    return {"at the true pose": np.concatenate(at_truth), "at each map's searched pose": np.concatenate(searched),
+            "labels": labels}
 
 
 def _per_class(maps, labels: np.ndarray, run):
@@ -143,6 +144,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--classify", action="store_true",
                         help="also the images a hard classification against the true maps gets wrong")
+    parser.add_argument("--classify-only", action="store_true", help="--classify without the pose table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     truth = TrueSearch.load(args.data)
@@ -150,7 +152,7 @@ def main() -> int:
           f"date {datetime.date.today().isoformat()}")
     print("| radius (px) | reference | median rotation error (deg) | > 10 deg | median shift error (px) | time (s) |")
     print("|---|---|---|---|---|---|")
-    for radius in args.radius:
+    for radius in [] if args.classify_only else args.radius:
         began = time.perf_counter()
         errors = pose_errors(truth, args.images, radius)
         seconds = time.perf_counter() - began
@@ -161,11 +163,17 @@ def main() -> int:
             shift_cell = f"{shift:.2f}" if name == "search, own class" else ""
             print(f"| {radius:g} | {name} | {np.median(degrees):.2f} | {np.mean(degrees > 10):.1%} | {shift_cell} | "
                   f"{seconds:.0f} |", flush=True)
-    if args.classify:
+    if args.classify or args.classify_only:
         for radius in args.radius:
-            for where, fraction in misassigned(truth, args.images, radius).items():
+            best = misassigned(truth, args.images, radius)
+            labels = best.pop("labels")
+            for where, best_map in best.items():
                 print(f"radius {radius:g} px: images whose own class's true map fits worse than another, {where}: "
-                      f"{fraction:.1%}", flush=True)
+                      f"{np.mean(best_map != labels):.1%}", flush=True)
+                if len(truth.maps) > 2:  # states along a path: how well the best-fitting map ranks them
+                    rho = abs(spearmanr(best_map, labels)[0])
+                    print(f"radius {radius:g} px: |Spearman| of the best-fitting map's index with the true state, "
+                          f"{where}: {rho:.3f}", flush=True)
     return 0
 
 

@@ -183,7 +183,8 @@ def test_checkpoint_of_another_box_size(trained, tmp_path, capsys):
     (tmp_path / "old" / "poses.star").write_text("an earlier inference\n")
     checkpoint = trained / "run" / "checkpoint.pt"
     argv = ["infer", checkpoint, star, "-o", tmp_path / "old", "--overwrite", "--device", "cpu"]
-    run_bad_input(capsys, tmp_path, argv, star, rf"box size 20 px does not match the checkpoint's 16 px \({checkpoint}\)$")
+    run_bad_input(capsys, tmp_path, argv, star, rf"box size 20 px does not match the checkpoint's 16 px \(40.0 Å across; the checkpoint's 96.0 Å\) "
+                  rf"\({checkpoint}\)$")
 
 
 def test_infer_at_given_poses_refuses_a_search_too(trained, capsys):

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from hetacumn.cli.train import add_args, box_advice, build_config
+from hetacumn.cli.train import add_args, build_config
 from hetacumn.errors import InputError
 
 
@@ -56,14 +56,6 @@ def test_given_poses_end_the_search_and_consensus_and_fix_the_poses():
     assert (refined.task.refine_steps, refined.task.consensus_images, refined.train.marching_images_per_px) == (3, 500, 900)
     with pytest.raises(InputError, match="^--pose-search: does not apply with --poses"):
         _config("--poses", "consensus.star", "--pose-search", "1000")
-
-
-def test_large_boxes_on_the_cpu_get_the_downsample_advice():
-    advice = box_advice("p.star", 256, "cpu")
-    assert advice.startswith("256-px images on the CPU: each image costs about 16x a 64-px one")
-    assert "hetacumn downsample p.star -D 64 -o small.mrcs --star small.star" in advice
-    assert box_advice("p.star", 128, "cpu") is None
-    assert box_advice("p.star", 256, "cuda") is None
 
 
 def test_default_epochs_make_at_least_80000_images_so_the_search_stage_runs_whole():

@@ -263,7 +263,8 @@ def run_analysis(run_dir: str | Path, outdir: str | Path, ksample: int = 20, tru
     run = load_run(run_dir)
     if not 1 <= ksample <= len(run.z):
         raise InputError(None, f"--ksample must be in 1..{len(run.z)} (the number of particles), got {ksample}")
-    truth = None if truth_dir is None else load_truth(truth_dir, len(run.z), run.particles.box_size)
+    truth = None if truth_dir is None else load_truth(truth_dir, len(run.z), run.particles.box_size,
+                                                   run.config.model.box_size)
     if Path(outdir).resolve() in (run.path.resolve(), *run.path.resolve().parents):
         raise InputError(outdir, "is the run folder or contains it: choose another output folder")
     outdir = prepare_output_dir(outdir, overwrite)

@@ -33,6 +33,7 @@ from hetacumn.metrics.fsc import au_fsc, fourier_shell_correlation, resolution_a
 from hetacumn.metrics.latent import adjusted_rand_index, confusion_error, spearman_pc1
 from hetacumn.metrics.pose import MIRROR, align_rotations, rotation_errors, translation_errors
 from hetacumn.physics.grids import centered_indices
+from hetacumn.physics.resample import fourier_crop_volume
 from hetacumn.physics.rotations import geodesic_distance_rad
 
 __all__ = ["Truth", "load_truth", "align_volume", "compare_with_truth"]
@@ -47,8 +48,9 @@ class Truth:
     labels: np.ndarray
     states: np.ndarray
     poses: PoseTable
-    volumes: list[np.ndarray]
-    voxel_size_angstrom: float
+    volumes: list[np.ndarray]  # Fourier-cropped to a run's model box when it is smaller than the particles'
+    voxel_size_angstrom: float  # of ``volumes``
+    particle_box_px: int  # of the particle images (the units of the poses' shifts)
 
 
 def _load_vector(path: Path, n_particles: int) -> np.ndarray:
@@ -60,8 +62,10 @@ def _load_vector(path: Path, n_particles: int) -> np.ndarray:
     return values
 
 
-def load_truth(truth_dir: str | Path, n_particles: int, box_size: int) -> Truth:
-    """Read ``labels.npy``, ``states.npy``, ``poses.pkl`` and ``vol_*.mrc`` from a simulation's truth folder."""
+def load_truth(truth_dir: str | Path, n_particles: int, box_size: int, volume_box: int | None = None) -> Truth:
+    """Read ``labels.npy``, ``states.npy``, ``poses.pkl`` and ``vol_*.mrc`` from a simulation's truth folder;
+    ``box_size``: the particles'; ``volume_box``: the run's model box, to which the maps are Fourier-cropped
+    when it is smaller (a run trained on cropped images)."""
     truth_dir = Path(truth_dir)
     if not truth_dir.is_dir():
         raise InputError(truth_dir, "truth folder not found")
@@ -77,7 +81,11 @@ def load_truth(truth_dir: str | Path, n_particles: int, box_size: int) -> Truth:
     for path, volume in zip(paths, volumes):
         if volume.shape != (box_size,) * 3:
             raise InputError(path, f"shape {volume.shape} but the run's box is {box_size} px")
-    return Truth(labels, states, poses, list(volumes), float(voxel_sizes[0]))
+    voxel_size = float(voxel_sizes[0])
+    if volume_box is not None and volume_box < box_size:
+        volumes = [fourier_crop_volume(torch.from_numpy(v).double(), volume_box).float().numpy() for v in volumes]
+        voxel_size *= box_size / volume_box
+    return Truth(labels, states, poses, list(volumes), voxel_size, box_size)
 
 
 def volume_rotation_to_truth(alignment) -> np.ndarray:
@@ -156,12 +164,12 @@ def compare_with_truth(truth: Truth, z: np.ndarray, kmeans_labels: np.ndarray, g
     rotation = {**rotation_errors(aligned, truth.poses.rotations, align=False), "hand": alignment.hand}
     translation = translation_errors(poses.shift_px, truth.poses.shift_px, true_rotations=truth.poses.rotations)
     to_truth = volume_rotation_to_truth(alignment)
+    offset_px = np.asarray(translation["offset_px"]) * truth.volumes[0].shape[-1] / truth.particle_box_px
     per_class, curves = [], {}
     for k, volume in enumerate(class_volumes):
         members = truth.labels[kmeans_labels == k]
         majority = int(np.bincount(members).argmax()) if len(members) else 0
-        moved = align_volume(torch.from_numpy(np.asarray(volume, dtype=np.float64)), to_truth,
-                             translation["offset_px"]).numpy()
+        moved = align_volume(torch.from_numpy(np.asarray(volume, dtype=np.float64)), to_truth, offset_px).numpy()
         fsc, curves[f"class {k} vs true {majority}"] = _class_fsc(moved, truth.volumes[majority], voxel_size_angstrom)
         per_class.append({"class": k, "true_class": majority, **fsc})
     log.info("truth: median rotation error %.2f° (%s hand), best class AU-FSC %.3f", rotation["median_angle_deg"],

@@ -26,6 +26,7 @@ from pathlib import Path
 from hetacumn.cli.common import default_device, parse_device
 from hetacumn.config.presets import METHODS, default_epochs, default_search_images, preset, with_search_stage
 from hetacumn.data.contrast import CONTRAST_MODES
+from hetacumn.data.cropped import AUTO_BOX_PX, training_box
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.engine.run import train
@@ -87,6 +88,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "--poses: at once); z then starts from nothing")
     parser.add_argument("--marching", type=int, metavar="N", help="images seen per extra px of Fourier radius")
     parser.add_argument("--checkpoint-every", type=int, metavar="N", help="write checkpoint.pt every N images seen")
+    parser.add_argument("--box", default="auto", metavar="auto|full|D",
+                        help="train on the images Fourier-cropped to D px as they are read (poses and shifts are "
+                             "written for the original images; the volumes at D px with the scaled voxel size). "
+                             f"auto: {AUTO_BOX_PX['cpu']} px on the CPU, {AUTO_BOX_PX['cuda']} on a GPU, for images "
+                             "larger than that; full: the images' box (default auto)")
     parser.add_argument("--train-subset", type=int, default=0, help="train on N random images, then infer on all")
     parser.add_argument("--datadir", help="folder holding the stacks named in a STAR or .cs file")
     parser.add_argument("--seed", type=int, default=0)
@@ -177,18 +183,6 @@ def _use_given_poses(config, args: argparse.Namespace) -> None:
         config.train = dataclasses.replace(config.train, marching_images_per_px=GIVEN_POSES_MARCHING)
 
 
-CPU_BOX_ADVICE_PX = 128  # above this a CPU run is slow: the decoder and the search grow as the box squared
-
-
-def box_advice(particles_path, box_size: int, device: str) -> str | None:
-    """A line for the log when the box is large for the device: ab initio at a small box first is the usual route."""
-    if box_size <= CPU_BOX_ADVICE_PX or not device.startswith("cpu"):
-        return None
-    return (f"{box_size}-px images on the CPU: each image costs about {(box_size / 64) ** 2:.0f}x a 64-px one; "
-            f"ab initio at 64 px is the usual first step: hetacumn downsample {particles_path} -D 64 -o small.mrcs "
-            f"--star small.star, then train on small.star")
-
-
 def main(args: argparse.Namespace) -> int:
     distributed.init_from_env(parse_device(args.device))
     try:
@@ -206,10 +200,12 @@ def _train(args: argparse.Namespace) -> int:
             raise InputError(particles.path, f"no CTF parameters ({particles.ctf_problem or 'absent'}): give them "
                                              "with --ctf ctf.pkl, or model none with --no-ctf")
         particles.require_ctf()  # refuses CTF-premultiplied images
-    particles.require_even_box()
-    advice = box_advice(args.particles, particles.box_size, args.device)
-    if advice:
-        log.warning(advice)
+    try:
+        box = training_box(particles.box_size, args.box, args.device)
+    except ValueError as error:
+        raise InputError("--box", str(error)) from None
+    if box == particles.box_size:
+        particles.require_even_box()
     if args.train_subset > len(particles):
         raise InputError(args.particles, f"--train-subset {args.train_subset} exceeds the {len(particles)} images")
     resumed_search = None  # a resumed run keeps its default search length (it depends on the epochs asked for)
@@ -218,7 +214,7 @@ def _train(args: argparse.Namespace) -> int:
         if not (outdir / "checkpoint.pt").is_file():
             raise InputError(outdir / "checkpoint.pt", "no checkpoint to resume from")
         resumed_search = load_checkpoint(outdir / "checkpoint.pt")["run_config"].task.pose_search_images
-    config = build_config(args, particles.box_size, len(particles), resumed_search)
+    config = build_config(args, box, len(particles), resumed_search)
     if not args.resume:
         outdir = prepare_output_dir(args.outdir, args.overwrite) if distributed.is_main() else Path(args.outdir)
     distributed.barrier()  # the output folder is ready before any process trains

@@ -136,6 +136,8 @@ class DataConfig:
     poses: str = ""  # given poses (cryoDRGN .pkl, RELION .star, cryoSPARC .cs): trained at, not searched; "" = ab initio
     mask_radius_fraction: float = 0.85  # soft real-space window, fraction of half box
     pixel_size_angstrom: float = 0.0  # of the training images (set when training starts)
+    image_box_px: int = 0  # of the particle images (set when training starts); larger than model.box_size when
+    # they are Fourier-cropped for training (data/cropped.py)
     scale: float = 0.0  # image normalisation of the training data (set when training starts; < 0: inverted)
     contrast: str = "auto"  # auto (invert dark particles), as-is, invert: data/contrast.py
     ctf: str = ""  # a cryoDRGN ctf.pkl replacing the particle file's CTF; "" = the file's

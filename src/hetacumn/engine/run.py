@@ -19,6 +19,7 @@ import torch
 from hetacumn.config.io import save_config
 from hetacumn.config.schema import RunConfig
 from hetacumn.data.contrast import describe_contrast
+from hetacumn.data.cropped import fourier_cropped
 from hetacumn.data.images import ParticleImages
 from hetacumn.data.variability import LatentDirection
 from hetacumn.engine import distributed
@@ -58,8 +59,11 @@ def _logging_to_file(outdir: Path):
 
 
 def write_results(outdir: Path, particles: ParticleSet, result: Inference, model: HetModel, overwrite: bool = True) -> None:
-    """poses.pkl, poses.star, z.npy and the consensus volume (at the mean latent)."""
-    poses = PoseTable(rotations=result.rotations, shift_px=result.shift_px)
+    """poses.pkl, poses.star, z.npy and the consensus volume (at the mean latent). ``particles`` are those on
+    disk: when the model's box is smaller (Fourier-cropped images) the shifts are scaled to their pixels, and the
+    volume, on the model's grid, gets the model's voxel size."""
+    factor = particles.box_size / model.config.box_size
+    poses = PoseTable(rotations=result.rotations, shift_px=result.shift_px * factor)
     write_pose_pickle(outdir / "poses.pkl", poses, particles.box_size, overwrite=overwrite)
     write_particles_star(outdir / "poses.star", particles, poses=poses, overwrite=overwrite)
     z_mean = None
@@ -67,7 +71,23 @@ def write_results(outdir: Path, particles: ParticleSet, result: Inference, model
         np.save(outdir / "z.npy", result.z.astype(np.float32))
         z_mean = torch.from_numpy(result.z.mean(0)).float()
     volume = model.volume(z_mean).cpu().numpy()
-    write_mrc(outdir / "consensus.mrc", volume, float(np.median(particles.pixel_size_angstrom)), overwrite=overwrite)
+    voxel_size = float(np.median(particles.pixel_size_angstrom)) * factor
+    write_mrc(outdir / "consensus.mrc", volume, voxel_size, overwrite=overwrite)
+
+
+def at_model_box(particles: ParticleSet, box_size: int, source: Path | str) -> ParticleSet:
+    """``particles`` as the model sees them: Fourier-cropped as they are read when their box is larger than the
+    model's ``box_size`` (logged); InputError naming ``source`` (the model's run or checkpoint) when smaller."""
+    if particles.box_size == box_size:
+        return particles
+    if particles.box_size < box_size:
+        raise InputError(particles.path, f"box size {particles.box_size} px is smaller than the model's {box_size} px "
+                                         f"({source})")
+    cropped = fourier_cropped(particles, box_size)
+    pixel_size = float(np.median(cropped.pixel_size_angstrom))
+    log.info("images Fourier-cropped from %d to %d px as they are read: %.4g Å/px, Nyquist %.3g Å (poses and shifts "
+             "are written for the original images)", particles.box_size, box_size, pixel_size, 2 * pixel_size)
+    return cropped
 
 
 def log_cost(result: Inference) -> None:
@@ -92,18 +112,18 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
     rank 0 alone infers, writes and returns the result; the others return None when training ends.
     """
     distributed.init_from_env(torch.device(config.train.device))
-    if particles.box_size != config.model.box_size:
-        raise InputError(particles.path, f"box size {particles.box_size} px does not match the model's {config.model.box_size}")
+    seen = at_model_box(particles, config.model.box_size, outdir)
     # the STAR written at the end keeps the file's own CTF, whatever the run models
-    data = ParticleImages(modelled_ctf(particles, config), config.data.mask_radius_fraction,
+    data = ParticleImages(modelled_ctf(seen, config), config.data.mask_radius_fraction,
                           contrast=config.data.contrast)
-    config.data.pixel_size_angstrom = float(np.median(particles.pixel_size_angstrom))
+    config.data.pixel_size_angstrom = float(np.median(seen.pixel_size_angstrom))
+    config.data.image_box_px = particles.box_size
     config.data.scale = data.stats.scale
     given_poses = None
     if config.data.poses:
-        if particles.poses is None:
+        if seen.poses is None:
             raise InputError(config.data.poses, "training at given poses, but the particles carry none")
-        given_poses = particles.poses
+        given_poses = seen.poses
     checkpoint = outdir / "checkpoint.pt"
     state = load_checkpoint(checkpoint, map_location="cpu") if resume else None
     if state is not None:  # checked before the Trainer, which recreates the run's pose table
@@ -162,10 +182,8 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
     loaded and matches the particles' box size, so a refused run leaves an earlier folder as it was.
     """
     model, config, state = load_trained_state(checkpoint_path, device)
-    if particles.box_size != config.model.box_size:
-        raise InputError(particles.path, f"box size {particles.box_size} px does not match the checkpoint's "
-                         f"{config.model.box_size} px ({checkpoint_path})")
-    modelled = modelled_ctf(particles, config)
+    modelled = modelled_ctf(at_model_box(particles, _checked_box(particles, config, checkpoint_path),
+                                         checkpoint_path), config)
     outdir = prepare_output_dir(outdir, overwrite)
     # a stack of the opposite decisive contrast to the training's is turned the training's way
     data = ParticleImages(modelled, config.data.mask_radius_fraction, scale=config.data.scale or None, contrast="auto")
@@ -174,7 +192,7 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
                     "inverted the other way", particles.path, data.stats.contrast_score)
     task = ImageReconstructionTask(config.task, config.model.z_mode)
     searcher = pose_search_from_config(config.task, config.model.shift_range_px) if search else None
-    given = particles.poses if given_poses else None
+    given = modelled.poses if given_poses else None
     disagreement = None if search else _check_poses(model, data, task, config, device, given)
     direction = None if model.zdim == 0 else LatentDirection.from_state_dict(state.get("latent_direction"))
     if direction is not None:
@@ -189,6 +207,22 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
         partial.write_text(json.dumps(cost, indent=1) + "\n")
     log_cost(result)
     return result
+
+
+def _checked_box(particles: ParticleSet, config: RunConfig, checkpoint_path) -> int:
+    """The model's box, when ``particles`` are of that box, or larger with the same field of view (images of the
+    stacks it was trained on, Fourier-cropped); InputError otherwise."""
+    box = config.model.box_size
+    if particles.box_size == box:
+        return box
+    extent, model_extent = particles.box_size * float(np.median(particles.pixel_size_angstrom)), None
+    if config.data.pixel_size_angstrom:
+        model_extent = box * config.data.pixel_size_angstrom
+    if particles.box_size < box or model_extent is None or abs(extent - model_extent) > 0.01 * model_extent:
+        view = "" if model_extent is None else f" ({extent:.1f} Å across; the checkpoint's {model_extent:.1f} Å)"
+        raise InputError(particles.path, f"box size {particles.box_size} px does not match the checkpoint's {box} px"
+                                         f"{view} ({checkpoint_path})")
+    return box
 
 
 # Two estimates each ~12 deg off (a search at SNR 0.1) differ by ~20 deg; chance poses by ~90 deg.

@@ -6,15 +6,16 @@ Nyquist frequency and nothing below it, so a band-limited image is resampled exa
 Example usage::
 
     small = fourier_crop(images, 64)       # (B, 256, 256) -> (B, 64, 64); pixel size x 4
+    map64 = fourier_crop_volume(map256, 64)  # (256, 256, 256) -> (64, 64, 64)
 """
 
 from __future__ import annotations
 
 import torch
 
-from hetacumn.physics.fourier import fft2_centered, ifft2_centered
+from hetacumn.physics.fourier import fft2_centered, fft3_centered, ifft2_centered, ifft3_centered
 
-__all__ = ["fourier_crop"]
+__all__ = ["fourier_crop", "fourier_crop_volume"]
 
 
 def fourier_crop(images: torch.Tensor, new_size: int) -> torch.Tensor:
@@ -48,3 +49,15 @@ def fourier_crop(images: torch.Tensor, new_size: int) -> torch.Tensor:
     start = box // 2 - new_size // 2
     cropped = fft2_centered(images)[..., start : start + new_size, start : start + new_size]
     return ifft2_centered(cropped).real * (new_size / box) ** 2
+
+
+def fourier_crop_volume(volume: torch.Tensor, new_size: int) -> torch.Tensor:
+    """:func:`fourier_crop` of a cubic ``(D, D, D)`` volume to ``(d, d, d)`` (even ``d <= D``); values keep their
+    scale (the spectrum is multiplied by ``(d / D)^3``)."""
+    box = volume.shape[-1]
+    if volume.shape[-3:] != (box,) * 3 or new_size % 2 or not 2 <= new_size <= box:
+        raise ValueError(f"fourier_crop_volume needs a cube and an even new_size <= its side, got "
+                         f"{tuple(volume.shape)} and {new_size}")
+    start = box // 2 - new_size // 2
+    block = slice(start, start + new_size)
+    return ifft3_centered(fft3_centered(volume)[..., block, block, block]).real * (new_size / box) ** 3
