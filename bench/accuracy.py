@@ -36,6 +36,7 @@ from hetacumn.metrics.fsc import fourier_shell_correlation, resolution_at
 from hetacumn.metrics.latent import confusion_error, spearman_pc1
 from hetacumn.metrics.pose import MIRROR, align_rotations, rotation_errors, translation_errors
 from hetacumn.physics.render import render_images
+from hetacumn.physics.resample import fourier_crop_volume
 from hetacumn.simulate.volumes import toy_molecule
 
 SECTION = "## Ab initio accuracy (bench/accuracy.py)"
@@ -73,15 +74,21 @@ def simulate(name: str, args: argparse.Namespace) -> Path:
     """The dataset's folder in WORKDIR/data, simulated unless already there."""
     flags, issue_count = DATASETS[name]
     n_images = args.n_images or issue_count
-    folder = args.workdir / "data" / f"{name}_n{n_images}_box{args.box}_snr{args.snr:g}_seed{args.seed}"
+    apix = "" if args.apix == APIX else f"_apix{args.apix:g}"
+    folder = args.workdir / "data" / f"{name}_n{n_images}_box{args.box}{apix}_snr{args.snr:g}_seed{args.seed}"
     if (folder / "truth" / "summary.json").is_file():  # written last by hetacumn simulate
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    run_cli(["simulate", "-o", str(folder), "--n-images", str(n_images), "--box", str(args.box), "--apix", str(APIX),
-             "--snr", f"{args.snr:g}", "--shift", str(SHIFT_PX), "--defocus-min", str(DEFOCUS_MIN_ANGSTROM),
+    run_cli(["simulate", "-o", str(folder), "--n-images", str(n_images), "--box", str(args.box), "--apix", str(args.apix),
+             "--snr", f"{args.snr:g}", "--shift", f"{shift_px(args):g}", "--defocus-min", str(DEFOCUS_MIN_ANGSTROM),
              "--defocus-max", str(DEFOCUS_MAX_ANGSTROM), "--seed", str(args.seed), "--device", args.device,
              "--overwrite", *flags], folder.parent / f"{folder.name}.log")
     return folder
+
+
+def shift_px(args: argparse.Namespace) -> float:
+    """The simulated shift range: ±SHIFT_PX px at APIX, the same in Å at another pixel size."""
+    return SHIFT_PX * APIX / args.apix
 
 
 def train(data: Path, method: str, args: argparse.Namespace) -> tuple[Path, dict]:
@@ -143,10 +150,19 @@ def score(data: Path, run: Path, args: argparse.Namespace) -> dict:
     else:
         volumes = [read_mrc(run / "consensus.mrc")[0]]  # homogeneous: compared with class 0
     rotation = volume_rotation_to_truth(alignment)
-    result["resolution_px"] = [resolution_px(aligned_to_truth(volume, rotation, shifts["offset_px"]),
-                                             read_mrc(truth / f"vol_{k:03d}.mrc")[0])
+    offset_px = np.asarray(shifts["offset_px"]) * len(volumes[0]) / args.box  # px of the run's volumes
+    result["resolution_px"] = [resolution_px(aligned_to_truth(volume, rotation, offset_px),
+                                             true_map(truth / f"vol_{k:03d}.mrc", len(volume)))
                                for k, volume in enumerate(volumes)]
     return result
+
+
+def true_map(path: Path, box: int) -> np.ndarray:
+    """The true map, Fourier-cropped to ``box`` when the run trained on cropped images (``train --box``)."""
+    volume = read_mrc(path)[0]
+    if len(volume) == box:
+        return volume
+    return fourier_crop_volume(torch.from_numpy(volume).double(), box).numpy()
 
 
 def self_check() -> bool:
@@ -265,8 +281,8 @@ def heading(args: argparse.Namespace) -> str:
 def section(args: argparse.Namespace, rows: list[str]) -> str:
     env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     command = f"{env}.venv/bin/python bench/accuracy.py {shlex.join(sys.argv[1:])}".rstrip()
-    datasets = (f"built-in molecule, {args.box} px, {APIX} Å/px, SNR {args.snr:g}, defocus "
-                f"{DEFOCUS_MIN_ANGSTROM / 1e4:.1f}-{DEFOCUS_MAX_ANGSTROM / 1e4:.1f} µm, uniform shifts ±{SHIFT_PX} px; "
+    datasets = (f"built-in molecule, {args.box} px, {args.apix:g} Å/px, SNR {args.snr:g}, defocus "
+                f"{DEFOCUS_MIN_ANGSTROM / 1e4:.1f}-{DEFOCUS_MAX_ANGSTROM / 1e4:.1f} µm, uniform shifts ±{shift_px(args):g} px; "
                 "homo = one state, two = two conformations in equal parts, ten = ten equal states along the hinge "
                 f"path. Training stops at --max-minutes {args.max_minutes:g} or the epoch count")
     lines = [heading(args), f"Command: `{command}`", f"Scale: {scale_note(args)}. Datasets: {datasets}.",
@@ -284,6 +300,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated presets")
     parser.add_argument("--n-images", type=int, help="images per dataset (default: 20,000; 50,000 for ten)")
     parser.add_argument("--box", type=int, default=ISSUE_SCALE["box"])
+    parser.add_argument("--apix", type=float, default=APIX, help="pixel size (Å) of the simulated images")
     parser.add_argument("--snr", type=float, default=ISSUE_SCALE["snr"])
     parser.add_argument("--max-minutes", type=float, default=ISSUE_SCALE["max_minutes"], help="per training run")
     parser.add_argument("--epochs", type=int, help="at most this many epochs (default: the preset's)")
