@@ -87,3 +87,14 @@ def test_training_box_choices():
     for bad in ("95", "300", "4", "big"):
         with pytest.raises(ValueError, match="is not an even number of px from 8 to the images' 256, nor auto or full"):
             training_box(256, bad, "cpu")
+
+
+def test_large_reads_are_cropped_in_chunks(cropped_run, monkeypatch):
+    """A read of more than ``READ_CHUNK`` images gives what one read per image gives, in the order asked."""
+    import hetacumn.data.cropped as cropped
+
+    monkeypatch.setattr(cropped, "READ_CHUNK", 5)
+    view = fourier_cropped(load_particles(cropped_run / "sim" / "particles.star"), SMALL)
+    order = np.random.default_rng(0).permutation(N_IMAGES)[:23]
+    one_by_one = np.stack([view.images.read(np.array([i]))[0] for i in order])
+    np.testing.assert_array_equal(view.images.read(order), one_by_one)

@@ -26,6 +26,7 @@ from hetacumn.physics.resample import fourier_crop
 # Boxes trained at when the images are larger (``--box auto``): the CPU presets are sized for 64 px
 # (BENCHMARKS.md "Training speed"), the GPU presets for the papers' 128 px.
 AUTO_BOX_PX = {"cpu": 64, "cuda": 128}
+READ_CHUNK = 256  # images read and cropped at a time
 
 
 class FourierCroppedSource:
@@ -66,9 +67,14 @@ class FourierCroppedSource:
         return FourierCroppedSource(self.source.subset(indices), self.box_size)
 
     def read(self, indices: np.ndarray) -> np.ndarray:
-        """``(n, d, d)`` float32: the images at ``indices``, cropped."""
-        images = torch.from_numpy(self.source.read(indices)).double()
-        return fourier_crop(images, self.box_size).float().numpy()
+        """``(n, d, d)`` float32: the images at ``indices``, cropped ``READ_CHUNK`` at a time (only the cropped
+        images of a large request are held: reading a whole stack into memory costs its cropped size)."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        out = np.empty((indices.size, self.box_size, self.box_size), dtype=np.float32)
+        for start in range(0, indices.size, READ_CHUNK):
+            images = torch.from_numpy(self.source.read(indices[start:start + READ_CHUNK])).double()
+            out[start:start + READ_CHUNK] = fourier_crop(images, self.box_size).numpy()
+        return out
 
     def close(self) -> None:
         self.source.close()
