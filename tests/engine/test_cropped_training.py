@@ -60,6 +60,8 @@ def test_outputs_hold_the_original_images_shifts_and_the_models_voxel_size(cropp
     volume, voxel_size = read_mrc(cropped_run / "run" / "consensus.mrc")
     assert volume.shape == (SMALL,) * 3
     assert voxel_size == pytest.approx(APIX * BOX / SMALL, rel=1e-5)
+    assert "images Fourier-cropped from 32 to 16 px as they are read: 6 Å/px, Nyquist 12 Å" in \
+        (cropped_run / "run" / "run.log").read_text()
 
 
 def test_checkpoint_infers_on_the_original_stacks(cropped_run):

@@ -77,17 +77,22 @@ def write_results(outdir: Path, particles: ParticleSet, result: Inference, model
 
 def at_model_box(particles: ParticleSet, box_size: int, source: Path | str) -> ParticleSet:
     """``particles`` as the model sees them: Fourier-cropped as they are read when their box is larger than the
-    model's ``box_size`` (logged); InputError naming ``source`` (the model's run or checkpoint) when smaller."""
+    model's ``box_size``; InputError naming ``source`` (the model's run or checkpoint) when smaller."""
     if particles.box_size == box_size:
         return particles
     if particles.box_size < box_size:
         raise InputError(particles.path, f"box size {particles.box_size} px is smaller than the model's {box_size} px "
                                          f"({source})")
-    cropped = fourier_cropped(particles, box_size)
-    pixel_size = float(np.median(cropped.pixel_size_angstrom))
-    log.info("images Fourier-cropped from %d to %d px as they are read: %.4g Å/px, Nyquist %.3g Å (poses and shifts "
-             "are written for the original images)", particles.box_size, box_size, pixel_size, 2 * pixel_size)
-    return cropped
+    return fourier_cropped(particles, box_size)
+
+
+def log_crop(particles: ParticleSet, seen: ParticleSet) -> None:
+    """A log line when the model sees ``particles`` Fourier-cropped (``seen``, from :func:`at_model_box`)."""
+    if seen is not particles:
+        pixel_size = float(np.median(seen.pixel_size_angstrom))
+        log.info("images Fourier-cropped from %d to %d px as they are read: %.4g Å/px, Nyquist %.3g Å (poses and "
+                 "shifts are written for the original images)", particles.box_size, seen.box_size, pixel_size,
+                 2 * pixel_size)
 
 
 def log_cost(result: Inference) -> None:
@@ -135,6 +140,7 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
         trainer.fit()
         return None
     with _logging_to_file(outdir):
+        log_crop(particles, seen)
         log.info("%d images of %d px; estimated SNR %.3g; training on %d", len(data), data.box_size, data.stats.snr,
                  config.train.train_subset or len(data))
         log.info(describe_contrast(config.data.contrast, data.stats.contrast_score, data.stats.inverted))
@@ -182,8 +188,9 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
     loaded and matches the particles' box size, so a refused run leaves an earlier folder as it was.
     """
     model, config, state = load_trained_state(checkpoint_path, device)
-    modelled = modelled_ctf(at_model_box(particles, _checked_box(particles, config, checkpoint_path),
-                                         checkpoint_path), config)
+    seen = at_model_box(particles, _checked_box(particles, config, checkpoint_path), checkpoint_path)
+    log_crop(particles, seen)
+    modelled = modelled_ctf(seen, config)
     outdir = prepare_output_dir(outdir, overwrite)
     # a stack of the opposite decisive contrast to the training's is turned the training's way
     data = ParticleImages(modelled, config.data.mask_radius_fraction, scale=config.data.scale or None, contrast="auto")
