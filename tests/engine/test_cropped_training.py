@@ -4,12 +4,15 @@ voxel size, and a checkpoint that infers on the original stacks."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
 
 from hetacumn.cli.main import main
 from hetacumn.data.cropped import fourier_cropped, training_box
+from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.io.cryodrgn import read_pose_pickle
 from hetacumn.io.mrc import read_mrc
 from hetacumn.io.particles import load_particles
@@ -100,3 +103,13 @@ def test_large_reads_are_cropped_in_chunks(cropped_run, monkeypatch):
     order = np.random.default_rng(0).permutation(N_IMAGES)[:23]
     one_by_one = np.stack([view.images.read(np.array([i]))[0] for i in order])
     np.testing.assert_array_equal(view.images.read(order), one_by_one)
+
+
+def test_resume_continues_a_cropped_run(cropped_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(cropped_run / "run", run)
+    argv = ["train", cropped_run / "sim" / "particles.star", "-o", run, "--box", SMALL, "--poses",
+            cropped_run / "sim" / "truth" / "poses.pkl", "--epochs", 3, "--batch-size", 32, "--zdim", 2,
+            "--device", "cpu", "--resume"]
+    assert main([str(a) for a in argv]) == 0
+    assert load_checkpoint(run / "checkpoint.pt")["progress"]["images_seen"] == 3 * N_IMAGES
