@@ -112,4 +112,5 @@ def test_resume_continues_a_cropped_run(cropped_run, tmp_path):
             cropped_run / "sim" / "truth" / "poses.pkl", "--epochs", 3, "--batch-size", 32, "--zdim", 2,
             "--device", "cpu", "--resume"]
     assert main([str(a) for a in argv]) == 0
+    assert "resumed from" in (run / "run.log").read_text()
     assert load_checkpoint(run / "checkpoint.pt")["progress"]["images_seen"] == 3 * N_IMAGES

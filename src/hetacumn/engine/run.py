@@ -134,12 +134,14 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
     if state is not None:  # checked before the Trainer, which recreates the run's pose table
         check_resumable(state, checkpoint, config)
     trainer = Trainer(config, data, outdir, given_poses)
-    if state is not None:
-        trainer.resume(checkpoint, state)
     if not distributed.is_main():  # no barrier after: a long inference would outlast NCCL's timeout
+        if state is not None:
+            trainer.resume(checkpoint, state)
         trainer.fit()
         return None
     with _logging_to_file(outdir):
+        if state is not None:  # its line goes to run.log
+            trainer.resume(checkpoint, state)
         log_crop(particles, seen)
         log.info("%d images of %d px; estimated SNR %.3g; training on %d", len(data), data.box_size, data.stats.snr,
                  config.train.train_subset or len(data))
