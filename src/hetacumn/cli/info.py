@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hetacumn.data.contrast import DECISIVE_SCORE, contrast_seen, particles_contrast_score
+from hetacumn.data.cropped import AUTO_BOX_PX
 from hetacumn.errors import InputError
 from hetacumn.io.particles import ParticleSet, load_particles
 
@@ -80,6 +81,10 @@ def summary_lines(particles: ParticleSet) -> list[str]:
     """The report printed by ``hetacumn info``, one string per line."""
     try:
         box = f"{particles.box_size} px"
+        if particles.box_size > AUTO_BOX_PX["cpu"]:
+            crops = [f"{size} px on {'the CPU' if device == 'cpu' else 'a GPU'}"
+                     for device, size in AUTO_BOX_PX.items() if size < particles.box_size]
+            box += f" (hetacumn train --box auto trains on them Fourier-cropped to {' and '.join(crops)})"
     except InputError:
         box = "unknown (no stack file found)"
     if particles.poses is None:
