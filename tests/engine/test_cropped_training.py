@@ -114,3 +114,29 @@ def test_resume_continues_a_cropped_run(cropped_run, tmp_path):
     assert main([str(a) for a in argv]) == 0
     assert "resumed from" in (run / "run.log").read_text()
     assert load_checkpoint(run / "checkpoint.pt")["progress"]["images_seen"] == 3 * N_IMAGES
+
+
+def test_relion_256px_particles_train_cropped_and_keep_their_poses(interop_dir, tmp_path):
+    """The RELION 3.1 fixture's 5 particles of 256 px trained at their own poses with the CPU default (cropped to
+    64 px): poses.star gives back the file's rotations and shifts, with its optics (256 px, 2.806 Å)."""
+    star = interop_dir / "relion31.star"
+    argv = ["train", star, "-o", tmp_path / "run", "--poses", star, "--epochs", 1, "--batch-size", 5, "--zdim", 1,
+            "--device", "cpu"]
+    assert main([str(a) for a in argv]) == 0
+    given = load_particles(star).poses
+    assert np.abs(given.shift_px).max() > 0.2  # a shift scaled by 4 (or 1/4) would be 0.17 px off or more
+    written = load_particles(star, poses=tmp_path / "run" / "poses.star")
+    np.testing.assert_allclose(written.poses.shift_px, given.shift_px, atol=1e-3)
+    np.testing.assert_allclose(written.poses.rotations, given.rotations, atol=1e-5)
+    assert list(written.optics["rlnImageSize"]) == [256]
+    assert read_mrc(tmp_path / "run" / "consensus.mrc")[1] == pytest.approx(2.806 * 4, rel=1e-4)
+
+
+def test_real_320px_particles_train_ab_initio_cropped(interop_dir, tmp_path):
+    """EMPIAR-10076's 7 experimental 320-px particles (RELION 3.0 STAR, dark) train ab initio at 64 px."""
+    argv = ["train", interop_dir / "empiar_10076_7.star", "-o", tmp_path / "run", "--epochs", 2, "--batch-size", 7,
+            "--zdim", 1, "--device", "cpu"]
+    assert main([str(a) for a in argv]) == 0
+    assert "cropped from 320 to 64 px as they are read: 6.55 Å/px, Nyquist 13.1 Å" in (tmp_path / "run" / "run.log").read_text()
+    assert read_mrc(tmp_path / "run" / "consensus.mrc")[1] == pytest.approx(1.31 * 5, rel=1e-4)
+    assert len(read_pose_pickle(tmp_path / "run" / "poses.pkl", 320)) == 7
