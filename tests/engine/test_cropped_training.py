@@ -108,7 +108,7 @@ def test_large_reads_are_cropped_in_chunks(cropped_run, monkeypatch):
 def test_resume_continues_a_cropped_run(cropped_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(cropped_run / "run", run)
-    argv = ["train", cropped_run / "sim" / "particles.star", "-o", run, "--box", SMALL, "--poses",
+    argv = ["train", cropped_run / "sim" / "particles.star", "-o", run, "--poses",  # --box auto: the run's own
             cropped_run / "sim" / "truth" / "poses.pkl", "--epochs", 3, "--batch-size", 32, "--zdim", 2,
             "--device", "cpu", "--resume"]
     assert main([str(a) for a in argv]) == 0

@@ -183,6 +183,18 @@ def _use_given_poses(config, args: argparse.Namespace) -> None:
         config.train = dataclasses.replace(config.train, marching_images_per_px=GIVEN_POSES_MARCHING)
 
 
+def _box(args: argparse.Namespace, particles, resumed) -> int:
+    """The training box: ``--box`` (with ``auto``, a resumed run's own), checked against the images."""
+    requested = str(resumed.model.box_size) if resumed is not None and args.box == "auto" else args.box
+    try:
+        box = training_box(particles.box_size, requested, args.device)
+    except ValueError as error:
+        raise InputError("--box", str(error)) from None
+    if box == particles.box_size:
+        particles.require_even_box()
+    return box
+
+
 def main(args: argparse.Namespace) -> int:
     distributed.init_from_env(parse_device(args.device))
     try:
@@ -200,21 +212,16 @@ def _train(args: argparse.Namespace) -> int:
             raise InputError(particles.path, f"no CTF parameters ({particles.ctf_problem or 'absent'}): give them "
                                              "with --ctf ctf.pkl, or model none with --no-ctf")
         particles.require_ctf()  # refuses CTF-premultiplied images
-    try:
-        box = training_box(particles.box_size, args.box, args.device)
-    except ValueError as error:
-        raise InputError("--box", str(error)) from None
-    if box == particles.box_size:
-        particles.require_even_box()
     if args.train_subset > len(particles):
         raise InputError(args.particles, f"--train-subset {args.train_subset} exceeds the {len(particles)} images")
-    resumed_search = None  # a resumed run keeps its default search length (it depends on the epochs asked for)
+    resumed = None  # a resumed run keeps its default search length (it depends on the epochs asked for) and box
     if args.resume:
         outdir = Path(args.outdir)
         if not (outdir / "checkpoint.pt").is_file():
             raise InputError(outdir / "checkpoint.pt", "no checkpoint to resume from")
-        resumed_search = load_checkpoint(outdir / "checkpoint.pt")["run_config"].task.pose_search_images
-    config = build_config(args, box, len(particles), resumed_search)
+        resumed = load_checkpoint(outdir / "checkpoint.pt")["run_config"]
+    box = _box(args, particles, resumed)
+    config = build_config(args, box, len(particles), None if resumed is None else resumed.task.pose_search_images)
     if not args.resume:
         outdir = prepare_output_dir(args.outdir, args.overwrite) if distributed.is_main() else Path(args.outdir)
     distributed.barrier()  # the output folder is ready before any process trains
