@@ -16,6 +16,7 @@ from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.io.cryodrgn import read_pose_pickle
 from hetacumn.io.mrc import read_mrc
 from hetacumn.io.particles import load_particles
+from hetacumn.physics.resample import fourier_crop_volume
 from hetacumn.physics.rotations import geodesic_distance_rad
 from hetacumn.simulate.dataset import SimulationConfig, simulate_dataset
 
@@ -140,3 +141,17 @@ def test_real_320px_particles_train_ab_initio_cropped(interop_dir, tmp_path):
     assert "cropped from 320 to 64 px as they are read: 6.55 Å/px, Nyquist 13.1 Å" in (tmp_path / "run" / "run.log").read_text()
     assert read_mrc(tmp_path / "run" / "consensus.mrc")[1] == pytest.approx(1.31 * 5, rel=1e-4)
     assert len(read_pose_pickle(tmp_path / "run" / "poses.pkl", 320)) == 7
+
+
+def test_volumes_on_the_particles_grid(cropped_run, tmp_path):
+    """``volume --box images`` writes the 16-px model's map on the 32-px grid at 3 Å; cropped back, it is the
+    model's own map (the padding drops only the Nyquist planes, which the decoder leaves empty)."""
+    checkpoint = cropped_run / "run" / "checkpoint.pt"
+    assert main(["volume", str(checkpoint), "-o", str(tmp_path / "fine"), "--box", "images", "--device", "cpu"]) == 0
+    assert main(["volume", str(checkpoint), "-o", str(tmp_path / "model"), "--device", "cpu"]) == 0
+    fine, voxel = read_mrc(tmp_path / "fine" / "vol_000.mrc")
+    model_map, model_voxel = read_mrc(tmp_path / "model" / "vol_000.mrc")
+    assert fine.shape == (BOX,) * 3 and voxel == pytest.approx(APIX, rel=1e-5)
+    assert model_map.shape == (SMALL,) * 3 and model_voxel == pytest.approx(2 * APIX, rel=1e-5)
+    back = fourier_crop_volume(torch.from_numpy(fine).double(), SMALL).numpy()
+    assert np.abs(back - model_map).max() < 1e-6 * np.abs(model_map).max()  # the decoder leaves them empty

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hetacumn.physics.fourier import fft3_centered, ifft3_centered
-from hetacumn.physics.resample import fourier_crop
+from hetacumn.physics.resample import fourier_crop, fourier_crop_volume, fourier_resize_volume
 from hetacumn.physics.rotations import random_rotations
 from hetacumn.physics.slice import project_volume
 from hetacumn.simulate.volumes import toy_molecule
@@ -23,13 +22,6 @@ def _cosines(box: int, field_angstrom: float, waves: np.ndarray) -> torch.Tensor
     for kx, ky, amplitude, phase in waves:
         image += amplitude * torch.cos(2 * np.pi * (kx * x + ky * y) / field_angstrom + phase)
     return image
-
-
-def _fourier_crop_volume(volume: torch.Tensor, size: int) -> torch.Tensor:
-    """The 3D analogue of fourier_crop (central ``size^3`` frequencies, voxel values kept)."""
-    start = volume.shape[-1] // 2 - size // 2
-    block = fft3_centered(volume)[start : start + size, start : start + size, start : start + size]
-    return ifft3_centered(block).real * (size / volume.shape[-1]) ** 3
 
 
 def test_band_limited_image_is_resampled_exactly():
@@ -77,7 +69,7 @@ def test_downsampled_projection_is_the_projection_of_the_downsampled_volume():
     times longer, so equal line integrals in Å need that factor."""
     box, size = 64, 32
     volume = torch.from_numpy(toy_molecule(box, 3.0, 0.0)).double()
-    small = _fourier_crop_volume(volume, size)
+    small = fourier_crop_volume(volume, size)
     # Along the axes the projection is an exact sum: the two routes agree to rounding.
     for axis in range(3):
         exact = fourier_crop(volume.sum(axis)[None], size)[0] * size / box
@@ -91,3 +83,22 @@ def test_downsampled_projection_is_the_projection_of_the_downsampled_volume():
     assert correlation > 0.999
     # Control: the same images one pixel off (a centring error) disagree by far more.
     assert (torch.roll(routes[0], 1, dims=-1) - routes[1]).abs().max().item() > 0.3 * peak
+
+
+def _cosine_volume(box: int, waves) -> torch.Tensor:
+    """Sum of 3-D cosines with integer cycles per box (``(kx, ky, kz, amplitude, phase)`` rows), positions from the
+    centre voxel ``box // 2`` in units of the box (the same function on any grid of the same field of view)."""
+    positions = (torch.arange(box, dtype=torch.float64) - box // 2) / box
+    z, y, x = torch.meshgrid(positions, positions, positions, indexing="ij")
+    volume = torch.zeros(box, box, box, dtype=torch.float64)
+    for kx, ky, kz, amplitude, phase in waves:
+        volume += amplitude * torch.cos(2 * np.pi * (kx * x + ky * y + kz * z) + phase)
+    return volume
+
+
+def test_band_limited_volume_is_resized_exactly_both_ways():
+    waves = [(0, 0, 0, 1.5, 0.0), (3, -2, 1, 1.0, 0.4), (-5, 4, 6, 0.5, -1.1), (7, 0, -3, 0.25, 2.0)]
+    coarse, fine = _cosine_volume(16, waves), _cosine_volume(40, waves)
+    np.testing.assert_allclose(fourier_resize_volume(coarse, 40).numpy(), fine.numpy(), atol=1e-10)
+    np.testing.assert_allclose(fourier_resize_volume(fine, 16).numpy(), coarse.numpy(), atol=1e-10)
+    np.testing.assert_allclose(fourier_crop_volume(fine, 16).numpy(), coarse.numpy(), atol=1e-10)

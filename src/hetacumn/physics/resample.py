@@ -7,6 +7,7 @@ Example usage::
 
     small = fourier_crop(images, 64)       # (B, 256, 256) -> (B, 64, 64); pixel size x 4
     map64 = fourier_crop_volume(map256, 64)  # (256, 256, 256) -> (64, 64, 64)
+    map256 = fourier_resize_volume(map64, 256)  # zero-padded spectrum: the same map on a finer grid
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from hetacumn.physics.fourier import fft2_centered, fft3_centered, ifft2_centered, ifft3_centered
 
-__all__ = ["fourier_crop", "fourier_crop_volume"]
+__all__ = ["fourier_crop", "fourier_crop_volume", "fourier_resize_volume"]
 
 
 def fourier_crop(images: torch.Tensor, new_size: int) -> torch.Tensor:
@@ -61,3 +62,23 @@ def fourier_crop_volume(volume: torch.Tensor, new_size: int) -> torch.Tensor:
     start = box // 2 - new_size // 2
     block = slice(start, start + new_size)
     return ifft3_centered(fft3_centered(volume)[..., block, block, block]).real * (new_size / box) ** 3
+
+
+def fourier_resize_volume(volume: torch.Tensor, new_size: int) -> torch.Tensor:
+    """A cubic ``(D, D, D)`` volume on a ``(d, d, d)`` grid of the same field of view (even ``d``): cropped
+    (:func:`fourier_crop_volume`) when ``d < D``, else its spectrum zero-padded (its Nyquist planes, which have
+    no symmetric partner in an even box, dropped), values keeping their scale; the voxel size becomes ``x D / d``."""
+    box = volume.shape[-1]
+    if new_size <= box:
+        return fourier_crop_volume(volume, new_size)
+    if volume.shape[-3:] != (box,) * 3 or new_size % 2 or box % 2:
+        raise ValueError(f"fourier_resize_volume needs an even cube and an even new_size, got {tuple(volume.shape)} "
+                         f"and {new_size}")
+    spectrum = fft3_centered(volume)
+    spectrum[..., 0, :, :] = spectrum[..., :, 0, :] = spectrum[..., :, :, 0] = 0
+    padded = torch.zeros(*volume.shape[:-3], new_size, new_size, new_size, dtype=spectrum.dtype,
+                         device=volume.device)
+    start = new_size // 2 - box // 2
+    block = slice(start, start + box)
+    padded[..., block, block, block] = spectrum
+    return ifft3_centered(padded).real * (new_size / box) ** 3
