@@ -106,9 +106,9 @@ def pose_errors(truth: TrueSearch, n_images: int, radius_px: float) -> dict[str,
     return {name: np.concatenate(values) for name, values in errors.items() if values}
 
 
-def misassigned(truth: TrueSearch, n_images: int, radius_px: float) -> dict[str, float]:
-    """Fraction of images whose own class's true map does not fit them best: at the true pose, and at each
-    map's searched pose (the best any hard classification of single images against the true maps can do)."""
+def misassigned(truth: TrueSearch, n_images: int, radius_px: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The images' true classes and, at the true pose and at each map's searched pose, the index of the true map
+    that fits each image best (the best any hard classification of single images against the true maps can do)."""
     search, at_truth, searched = truth.search, [], []
     for _, targets, ctf, half, rotation, shift in truth.batches(n_images, radius_px, desc="classifying"):
         # one level of vanishing steps: the error at the true pose itself
@@ -116,8 +116,7 @@ def misassigned(truth: TrueSearch, n_images: int, radius_px: float) -> dict[str,
                                      for volume in truth.maps]).argmin(0).numpy())
         searched.append(torch.stack([search(volume, targets, ctf, half)[2] for volume in truth.maps]).argmin(0).numpy())
     labels = truth.labels[:min(n_images, len(truth.labels))]
-    return {"at the true pose": np.concatenate(at_truth), "at each map's searched pose": np.concatenate(searched),
-            "labels": labels}
+    return labels, {"at the true pose": np.concatenate(at_truth), "at each map's searched pose": np.concatenate(searched)}
 
 
 def _per_class(maps, labels: np.ndarray, run):
@@ -165,8 +164,7 @@ def main() -> int:
                   f"{seconds:.0f} |", flush=True)
     if args.classify or args.classify_only:
         for radius in args.radius:
-            best = misassigned(truth, args.images, radius)
-            labels = best.pop("labels")
+            labels, best = misassigned(truth, args.images, radius)
             for where, best_map in best.items():
                 print(f"radius {radius:g} px: images whose own class's true map fits worse than another, {where}: "
                       f"{np.mean(best_map != labels):.1%}", flush=True)

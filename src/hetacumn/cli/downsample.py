@@ -23,9 +23,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from hetacumn.data.cropped import fourier_cropped
 from hetacumn.errors import InputError
 from hetacumn.io.mrc import write_mrc_stack
-from hetacumn.io.particles import ParticleSet, PoseTable, load_particles
+from hetacumn.io.particles import ParticleSet, load_particles
 from hetacumn.io.sources import ImageSource, StackInfo
 from hetacumn.io.star import write_particles_star
 from hetacumn.outputs import atomic_write, check_output_file
@@ -95,9 +96,8 @@ def _downsampled(particles: ParticleSet, stack: Path, size: int, stack_pixel_siz
     n = len(particles)
     images = ImageSource([StackInfo(stack.absolute(), n, size, stack_pixel_size_angstrom)],
                          np.zeros(n, dtype=np.int64), np.arange(n))
-    poses = None if particles.poses is None else PoseTable(particles.poses.rotations, particles.poses.shift_px / factor)
-    return replace(particles, images=images, pixel_size_angstrom=particles.pixel_size_angstrom * factor, poses=poses,
-                   table=_rescaled(particles.table, factor, size), optics=_rescaled(particles.optics, factor, size))
+    return replace(fourier_cropped(particles, size), images=images, table=_rescaled(particles.table, factor, size),
+                   optics=_rescaled(particles.optics, factor, size))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -87,8 +87,8 @@ def fourier_cropped(particles: ParticleSet, box_size: int) -> ParticleSet:
     original stacks (poses.star) use the original particles, with shifts scaled back."""
     if box_size == particles.box_size:
         return particles
-    if box_size % 2 or not 8 <= box_size < particles.box_size:
-        raise ValueError(f"a training box of {box_size} px must be even, at least 8 and smaller than the images' "
+    if box_size % 2 or not 2 <= box_size < particles.box_size:
+        raise ValueError(f"a cropped box of {box_size} px must be even, at least 2 and smaller than the images' "
                          f"{particles.box_size} px")
     images = FourierCroppedSource(particles.images, box_size)
     poses = particles.poses
