@@ -134,7 +134,7 @@ def score(data: Path, run: Path, args: argparse.Namespace) -> dict:
     truth = data / "truth"
     true = read_pose_pickle(truth / "poses.pkl", args.box)
     pred = read_pose_pickle(run / "poses.pkl", args.box)
-    labels, states = np.load(truth / "labels.npy"), np.load(truth / "states.npy")
+    labels = np.load(truth / "labels.npy")
     aligned, alignment = align_rotations(pred.rotations, true.rotations)
     shifts = translation_errors(pred.shift_px, true.shift_px, true_rotations=true.rotations)
     result = {"rotation_deg": rotation_errors(aligned, true.rotations, align=False)["median_angle_deg"],
@@ -145,7 +145,7 @@ def score(data: Path, run: Path, args: argparse.Namespace) -> dict:
         if n_classes > 1:
             result["confusion"] = confusion_error(z, labels)
         if n_classes > 2:
-            result["spearman"] = spearman_pc1(z, states)
+            result["spearman"] = spearman_pc1(z, np.load(truth / "states.npy"))
         volumes = class_volumes(run, z, labels, args)
     else:
         volumes = [read_mrc(run / "consensus.mrc")[0]]  # homogeneous: compared with class 0
@@ -281,10 +281,15 @@ def heading(args: argparse.Namespace) -> str:
 def section(args: argparse.Namespace, rows: list[str]) -> str:
     env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     command = f"{env}.venv/bin/python bench/accuracy.py {shlex.join(sys.argv[1:])}".rstrip()
-    datasets = (f"built-in molecule, {args.box} px, {args.apix:g} Å/px, SNR {args.snr:g}, defocus "
-                f"{DEFOCUS_MIN_ANGSTROM / 1e4:.1f}-{DEFOCUS_MAX_ANGSTROM / 1e4:.1f} µm, uniform shifts ±{shift_px(args):g} px; "
-                "homo = one state, two = two conformations in equal parts, ten = ten equal states along the hinge "
-                f"path. Training stops at --max-minutes {args.max_minutes:g} or the epoch count")
+    if args.data:
+        datasets = (f"the folder {args.data}, made by another program (its particles.star and truth/, read as "
+                    f"they are). Training stops at --max-minutes {args.max_minutes:g} or the epoch count")
+    else:
+        datasets = (f"built-in molecule, {args.box} px, {args.apix:g} Å/px, SNR {args.snr:g}, defocus "
+                    f"{DEFOCUS_MIN_ANGSTROM / 1e4:.1f}-{DEFOCUS_MAX_ANGSTROM / 1e4:.1f} µm, "
+                    f"uniform shifts ±{shift_px(args):g} px; "
+                    "homo = one state, two = two conformations in equal parts, ten = ten equal states along the hinge "
+                    f"path. Training stops at --max-minutes {args.max_minutes:g} or the epoch count")
     lines = [heading(args), f"Command: `{command}`", f"Scale: {scale_note(args)}. Datasets: {datasets}.",
              f"Machine: {machine_line(args.device)}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}.",
              "\n".join([HEADER, *rows]), NOTES]
@@ -304,6 +309,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--snr", type=float, default=ISSUE_SCALE["snr"])
     parser.add_argument("--max-minutes", type=float, default=ISSUE_SCALE["max_minutes"], help="per training run")
     parser.add_argument("--epochs", type=int, help="at most this many epochs (default: the preset's)")
+    parser.add_argument("--data", type=Path, help="a dataset folder written elsewhere (particles.star, "
+                        "truth/poses.pkl, labels.npy, vol_NNN.mrc; states.npy for more than two classes) instead "
+                        "of --datasets")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent / "out")
@@ -314,6 +322,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--self-check", action="store_true", help="only check the volume alignment, then exit")
     args = parser.parse_args()
     args.datasets, args.methods = args.datasets.split(","), args.methods.split(",")
+    if args.data:
+        args.datasets = [args.data.name]
+        DATASETS.setdefault(args.data.name, ([], 0))
     unknown = sorted(set(args.datasets) - set(DATASETS)) + sorted(set(args.methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown dataset or method: {', '.join(unknown)}")
@@ -326,7 +337,7 @@ def main() -> int:
         return 0 if self_check() else 1
     rows, results = [], []
     for name in args.datasets:
-        data = simulate(name, args)
+        data = args.data or simulate(name, args)
         n_images = len(np.load(data / "truth" / "labels.npy"))
         for method in args.methods:
             costs = scores = None
