@@ -27,6 +27,7 @@ Two steps, two environments:
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def simulate(args: argparse.Namespace) -> None:
+    args.outdir, args.volumes = args.outdir.resolve(), [path.resolve() for path in args.volumes]
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    os.chdir(args.outdir)  # ASPIRE writes its log files to ./logs as it is imported
     import mrcfile
     from aspire.noise import WhiteNoiseAdder
     from aspire.operators import CTFFilter
