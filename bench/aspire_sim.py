@@ -6,7 +6,8 @@ Two steps, two environments:
    (ASPIRE 0.14.3 in its own virtual environment under bench/, ignored by git; set up with
    ``python3 -m venv bench/.aspire-venv && bench/.aspire-venv/bin/pip install aspire==0.14.3``).
    ASPIRE's ``Simulation`` projects the volumes (its NUFFT projector) at uniform random rotations, in equal
-   parts, applies its ``CTFFilter`` (one per defocus group, like micrographs), shifts the images, scales
+   parts (states, rotations, amplitudes, CTF groups and shifts drawn here, independently: ASPIRE's own
+   defaults come from one seed and tie its states to its amplitudes and to rlnAngleRot), applies its ``CTFFilter`` (one per defocus group, like micrographs), shifts the images, scales
    each by its random amplitude in [2/3, 3/2] (ASPIRE's default: a per-image contrast, as in real data) and
    adds white noise at the SNR (ASPIRE's: mean clean-image variance over noise variance). ASPIRE writes the
    RELION 3.1 STAR (optics and particles blocks, a stack per 512 images). Truth: ``truth/labels.npy`` (the
@@ -46,6 +47,7 @@ def simulate(args: argparse.Namespace) -> None:
     from aspire.operators import CTFFilter
     from aspire.source import Simulation
     from aspire.volume import Volume
+    from scipy.spatial.transform import Rotation
 
     maps = [mrcfile.open(path, permissive=True).data.astype(np.float32) for path in args.volumes]
     pixel_size = float(mrcfile.open(args.volumes[0], permissive=True).voxel_size.x)
@@ -57,9 +59,16 @@ def simulate(args: argparse.Namespace) -> None:
     defocus_u = rng.uniform(10000, 25000, args.defocus_groups)
     filters = [CTFFilter(voltage=300, defocus_u=du, defocus_v=du - args.astigmatism * rng.random(),
                          defocus_ang=rng.uniform(0, np.pi), Cs=2.7, alpha=0.1) for du in defocus_u]
+    # Every random draw is ours: ASPIRE draws its defaults (states, amplitudes, angles, CTF groups, offsets)
+    # from one seed, so that its states come out tied to its amplitudes and to rlnAngleRot.
     offsets = rng.uniform(-args.shift_px, args.shift_px, size=(args.n, 2)).astype(np.float32)
-    noise = WhiteNoiseAdder.from_snr(args.snr, seed=args.seed) if args.snr > 0 else None
-    sim = Simulation(n=args.n, vols=volumes, unique_filters=filters, offsets=offsets, noise_adder=noise,
+    states = rng.permutation(np.arange(args.n) % volumes.n_vols) + 1  # ASPIRE counts states from 1
+    amplitudes = rng.uniform(2 / 3, 3 / 2, args.n).astype(np.float32)  # the range of ASPIRE's default
+    angles = Rotation.random(args.n, random_state=args.seed + 1).as_euler("ZYZ").astype(np.float32)
+    filter_indices = rng.integers(args.defocus_groups, size=args.n)
+    noise = WhiteNoiseAdder.from_snr(args.snr, seed=args.seed + 2) if args.snr > 0 else None
+    sim = Simulation(n=args.n, vols=volumes, states=states, amplitudes=amplitudes, angles=angles,
+                     unique_filters=filters, filter_indices=filter_indices, offsets=offsets, noise_adder=noise,
                      seed=args.seed)
     if not args.radians:
         sim.set_metadata("_rlnDefocusAngle", np.degrees(sim.get_metadata("_rlnDefocusAngle")))
