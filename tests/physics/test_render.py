@@ -7,7 +7,7 @@ import torch
 
 from hetacumn.physics.ctf import CTFParams, ctf_images
 from hetacumn.physics.fourier import fft2_centered, ifft2_centered
-from hetacumn.physics.render import render_images
+from hetacumn.physics.render import fitted_amplitudes, render_images
 from hetacumn.physics.rotations import random_rotations
 from hetacumn.physics.shift import translate_images
 from hetacumn.physics.slice import project_volume
@@ -45,3 +45,14 @@ def test_render_with_ctf_and_shift_matches_the_analytic_model():
     analytic = gaussian_projections(BOX, centers, sigmas, rotations)
     expected = translate_images(ifft2_centered(fft2_centered(analytic) * ctf).real, -shift_px)
     assert ((rendered - expected).norm() / expected.norm()).item() < 0.025  # measured 0.013
+
+
+def test_fitted_amplitudes_recover_each_images_scale_and_ignore_what_is_orthogonal():
+    generator = torch.Generator().manual_seed(0)
+    rendered = torch.randn(3, 8, 8, generator=generator, dtype=torch.float64)
+    other = torch.randn(3, 8, 8, generator=generator, dtype=torch.float64)
+    other = other - ((other * rendered).sum((1, 2)) / (rendered**2).sum((1, 2)))[:, None, None] * rendered
+    scales = torch.tensor([0.7, 1.0, 1.4], dtype=torch.float64)
+    images = scales[:, None, None] * rendered + other
+    torch.testing.assert_close(fitted_amplitudes(images, rendered), scales)
+    assert fitted_amplitudes(-rendered, rendered).tolist() == [0.0, 0.0, 0.0]  # never negative

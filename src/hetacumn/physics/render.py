@@ -16,7 +16,7 @@ from hetacumn.physics.fourier import fft2_centered, ifft2_centered
 from hetacumn.physics.shift import translate_ft
 from hetacumn.physics.slice import project_volume
 
-__all__ = ["render_images"]
+__all__ = ["fitted_amplitudes", "render_images"]
 
 
 def render_images(
@@ -52,3 +52,10 @@ def render_images(
     if shift_px is not None:
         images_ft = translate_ft(images_ft, -shift_px)
     return ifft2_centered(images_ft).real
+
+
+def fitted_amplitudes(images: torch.Tensor, rendered: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` least-squares scales ``a_i = <Y_i, X_i> / |X_i|^2`` of ``rendered`` images ``X`` to ``images``
+    ``Y`` (both ``(B, H, W)``), at least 0: the per-particle contrast of real stacks (ice thickness, dose)."""
+    cross = (images * rendered).sum((-1, -2))
+    return (cross / (rendered * rendered).sum((-1, -2)).clamp_min(1e-12)).clamp_min(0)

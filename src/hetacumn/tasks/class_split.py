@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from hetacumn.physics.render import render_images
+from hetacumn.physics.render import fitted_amplitudes, render_images
 
 
 def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -39,8 +39,7 @@ class DifferenceVolume:
         The first batch, with no direction yet, gets random signs.
         """
         rendered = render_images(consensus, rotation, ctf=ctf, shift_px=shift_px)
-        amplitude = (_inner(images, rendered) / _inner(rendered, rendered).clamp_min(1e-12)).clamp_min(0)
-        residual = images - amplitude[:, None, None] * rendered
+        residual = images - fitted_amplitudes(images, rendered)[:, None, None] * rendered
         if self.reference.empty:
             signs = torch.randint(0, 2, (len(images),), generator=generator).to(images) * 2 - 1
             coefficient = signs * residual.flatten(1).norm(dim=1)
