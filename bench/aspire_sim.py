@@ -78,8 +78,10 @@ def simulate(args: argparse.Namespace) -> None:
     np.save(truth / "labels.npy", np.asarray(sim.states, dtype=np.int64) - 1)  # ASPIRE counts states from 1
     np.save(truth / "aspire_rotations.npy", sim.rotations.astype(np.float64))
     np.save(truth / "aspire_offsets_px.npy", np.asarray(sim.offsets, dtype=np.float64))
-    for index in range(volumes.n_vols):
-        volumes[index].save(str(truth / f"vol_{index:03d}.mrc"), overwrite=True)
+    for index in range(volumes.n_vols):  # plain 3-D maps (ASPIRE's Volume.save writes a stack of one)
+        with mrcfile.new(truth / f"vol_{index:03d}.mrc", overwrite=True) as handle:
+            handle.set_data(volumes.asnumpy()[index].astype(np.float32))
+            handle.voxel_size = volumes.pixel_size
     print(f"ASPIRE wrote {args.n} images of {box} px at {volumes.pixel_size:.3f} A/px to {args.outdir}")
 
 
@@ -102,8 +104,7 @@ def check(outdir: Path) -> int:
     subprocess.run([str(ROOT / ".venv" / "bin" / "hetacumn"), "reconstruct", str(outdir / "particles.star"),
                     "-o", str(reconstruction), "--overwrite"], check=True, capture_output=True)
     labels = np.load(truth / "labels.npy")
-    true_maps = [read_mrc(path)[0].astype(np.float64).reshape((particles.box_size,) * 3)  # ASPIRE: (1, D, D, D)
-                 for path in sorted(truth.glob("vol_*.mrc"))]
+    true_maps = [read_mrc(path)[0].astype(np.float64) for path in sorted(truth.glob("vol_*.mrc"))]
     expected = sum(np.mean(labels == k) * volume for k, volume in enumerate(true_maps))
     volume = read_mrc(reconstruction)[0].astype(np.float64)
     a, b = volume - volume.mean(), expected - expected.mean()

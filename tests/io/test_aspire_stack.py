@@ -28,7 +28,7 @@ ASPIRE = Path(__file__).resolve().parents[1] / "fixtures" / "aspire"
 
 
 def _true_volume() -> np.ndarray:
-    return read_mrc(ASPIRE / "truth" / "vol_000.mrc")[0].reshape(32, 32, 32).astype(np.float64)
+    return read_mrc(ASPIRE / "truth" / "vol_000.mrc")[0].astype(np.float64)
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
