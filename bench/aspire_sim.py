@@ -7,9 +7,11 @@ Two steps, two environments:
    ``python3 -m venv bench/.aspire-venv && bench/.aspire-venv/bin/pip install aspire==0.14.3``).
    ASPIRE's ``Simulation`` projects the volumes (its NUFFT projector) at uniform random rotations, in equal
    parts (states, rotations, amplitudes, CTF groups and shifts drawn here, independently: ASPIRE's own
-   defaults come from one seed and tie its states to its amplitudes and to rlnAngleRot), applies its ``CTFFilter`` (one per defocus group, like micrographs), shifts the images, scales
+   defaults come from one seed and tie its states to its amplitudes and to rlnAngleRot), applies its
+   ``CTFFilter`` (one per defocus group, like micrographs), shifts the images, scales
    each by its random amplitude in [2/3, 3/2] (ASPIRE's default: a per-image contrast, as in real data) and
-   adds white noise at the SNR (ASPIRE's: mean clean-image variance over noise variance). ASPIRE writes the
+   adds white noise at the SNR (ASPIRE's: mean clean-image variance over noise variance; ``--colored-noise``:
+   more power at low frequencies, ``--bfactor``: a CTF envelope, not written to the STAR). ASPIRE writes the
    RELION 3.1 STAR (optics and particles blocks, a stack per 512 images). Truth: ``truth/labels.npy`` (the
    volume of each image, from 0; ASPIRE's states count from 1), ``truth/vol_NNN.mrc`` (the volumes as ASPIRE
    projected them, on the output box), ``truth/aspire_rotations.npy`` and ``truth/aspire_offsets_px.npy``
@@ -38,13 +40,28 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def colored_spectrum(corner_cycles_px: float, variance: float):
+    """Noise power ``0.2 + 1 / (1 + (k / corner)^2)`` at ``k`` cycles/px, scaled to mean ``variance`` over the
+    box's frequencies: more noise at low frequencies, as in real micrographs. ASPIRE passes ``omega`` in
+    radians/px, ``(2, ...)``."""
+    k = np.linspace(-0.5, 0.5, 256, endpoint=False)
+    radius2 = k[:, None] ** 2 + k[None, :] ** 2
+    mean = np.mean(0.2 + 1 / (1 + radius2 / corner_cycles_px**2))
+
+    def spectrum(omega_x, omega_y):
+        radius2 = (omega_x**2 + omega_y**2) / (2 * np.pi) ** 2
+        return variance * (0.2 + 1 / (1 + radius2 / corner_cycles_px**2)) / mean
+
+    return spectrum
+
+
 def simulate(args: argparse.Namespace) -> None:
     args.outdir, args.volumes = args.outdir.resolve(), [path.resolve() for path in args.volumes]
     args.outdir.mkdir(parents=True, exist_ok=True)
     os.chdir(args.outdir)  # ASPIRE writes its log files to ./logs as it is imported
     import mrcfile
-    from aspire.noise import WhiteNoiseAdder
-    from aspire.operators import CTFFilter
+    from aspire.noise import CustomNoiseAdder, WhiteNoiseAdder
+    from aspire.operators import CTFFilter, FunctionFilter
     from aspire.source import Simulation
     from aspire.volume import Volume
     from scipy.spatial.transform import Rotation
@@ -58,7 +75,8 @@ def simulate(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(args.seed)
     defocus_u = rng.uniform(10000, 25000, args.defocus_groups)
     filters = [CTFFilter(voltage=300, defocus_u=du, defocus_v=du - args.astigmatism * rng.random(),
-                         defocus_ang=rng.uniform(0, np.pi), Cs=2.7, alpha=0.1) for du in defocus_u]
+                         defocus_ang=rng.uniform(0, np.pi), Cs=2.7, alpha=0.1, B=args.bfactor / 400)
+               for du in defocus_u]  # ASPIRE's envelope exp(-B s^2) takes s in 1/nm: B = RELION's B / 400
     # Every random draw is ours: ASPIRE draws its defaults (states, amplitudes, angles, CTF groups, offsets)
     # from one seed, so that its states come out tied to its amplitudes and to rlnAngleRot.
     offsets = rng.uniform(-args.shift_px, args.shift_px, size=(args.n, 2)).astype(np.float32)
@@ -66,10 +84,19 @@ def simulate(args: argparse.Namespace) -> None:
     amplitudes = rng.uniform(2 / 3, 3 / 2, args.n).astype(np.float32)  # the range of ASPIRE's default
     angles = Rotation.random(args.n, random_state=args.seed + 1).as_euler("ZYZ").astype(np.float32)
     filter_indices = rng.integers(args.defocus_groups, size=args.n)
-    noise = WhiteNoiseAdder.from_snr(args.snr, seed=args.seed + 2) if args.snr > 0 else None
-    sim = Simulation(n=args.n, vols=volumes, states=states, amplitudes=amplitudes, angles=angles,
-                     unique_filters=filters, filter_indices=filter_indices, offsets=offsets, noise_adder=noise,
-                     seed=args.seed)
+    def simulation(noise_adder):
+        return Simulation(n=args.n, vols=volumes, states=states, amplitudes=amplitudes, angles=angles,
+                          unique_filters=filters, filter_indices=filter_indices, offsets=offsets,
+                          noise_adder=noise_adder, seed=args.seed)
+
+    if args.snr <= 0:
+        sim = simulation(None)
+    elif not args.colored_noise:
+        sim = simulation(WhiteNoiseAdder.from_snr(args.snr, seed=args.seed + 2))
+    else:
+        noise_variance = simulation(None).true_signal_power() / args.snr
+        sim = simulation(CustomNoiseAdder(FunctionFilter(colored_spectrum(args.colored_noise, noise_variance)),
+                                          seed=args.seed + 2))
     if not args.radians:
         sim.set_metadata("_rlnDefocusAngle", np.degrees(sim.get_metadata("_rlnDefocusAngle")))
     truth = args.outdir / "truth"
@@ -125,6 +152,10 @@ def main() -> int:
     parser.add_argument("--shift-px", type=float, default=4.0, help="uniform shifts within +-this")
     parser.add_argument("--defocus-groups", type=int, default=100, help="CTFs drawn, defocus 1.0-2.5 um")
     parser.add_argument("--astigmatism", type=float, default=500.0, help="largest defocus U - V (A)")
+    parser.add_argument("--bfactor", type=float, default=0.0, help="CTF envelope B-factor (A^2, RELION's "
+                        "exp(-B s^2 / 4)); not written to the STAR, as a real envelope is not known")
+    parser.add_argument("--colored-noise", type=float, default=0.0, metavar="CORNER",
+                        help="noise power 0.2 + 1 / (1 + (k / CORNER)^2), k in cycles/px (0: white)")
     parser.add_argument("--radians", action="store_true", help="keep ASPIRE's defocus angle in radians")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check", type=Path, help="hetacumn's side: check and finish an ASPIRE folder")
