@@ -82,6 +82,8 @@ def simulate(args: argparse.Namespace) -> None:
     offsets = rng.uniform(-args.shift_px, args.shift_px, size=(args.n, 2)).astype(np.float32)
     states = rng.permutation(np.arange(args.n) % volumes.n_vols) + 1  # ASPIRE counts states from 1
     amplitudes = rng.uniform(2 / 3, 3 / 2, args.n).astype(np.float32)  # the range of ASPIRE's default
+    if args.no_amplitudes:
+        amplitudes[:] = 1
     angles = Rotation.random(args.n, random_state=args.seed + 1).as_euler("ZYZ").astype(np.float32)
     filter_indices = rng.integers(args.defocus_groups, size=args.n)
     def simulation(noise_adder):
@@ -156,6 +158,7 @@ def main() -> int:
                         "exp(-B s^2 / 4)); not written to the STAR, as a real envelope is not known")
     parser.add_argument("--colored-noise", type=float, default=0.0, metavar="CORNER",
                         help="noise power 0.2 + 1 / (1 + (k / CORNER)^2), k in cycles/px (0: white)")
+    parser.add_argument("--no-amplitudes", action="store_true", help="every image at amplitude 1")
     parser.add_argument("--radians", action="store_true", help="keep ASPIRE's defocus angle in radians")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check", type=Path, help="hetacumn's side: check and finish an ASPIRE folder")
