@@ -324,8 +324,8 @@ def parse_args() -> argparse.Namespace:
     args.datasets, args.methods = args.datasets.split(","), args.methods.split(",")
     if args.data:
         args.datasets = [args.data.name]
-        DATASETS.setdefault(args.data.name, ([], 0))
-    unknown = sorted(set(args.datasets) - set(DATASETS)) + sorted(set(args.methods) - set(METHODS))
+    unknown = sorted(set(args.methods) - set(METHODS))
+    unknown += [] if args.data else sorted(set(args.datasets) - set(DATASETS))
     if unknown:
         parser.error(f"unknown dataset or method: {', '.join(unknown)}")
     return args

@@ -31,13 +31,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def colored_spectrum(corner_cycles_px: float, variance: float):
@@ -86,6 +83,7 @@ def simulate(args: argparse.Namespace) -> None:
         amplitudes[:] = 1
     angles = Rotation.random(args.n, random_state=args.seed + 1).as_euler("ZYZ").astype(np.float32)
     filter_indices = rng.integers(args.defocus_groups, size=args.n)
+
     def simulation(noise_adder):
         return Simulation(n=args.n, vols=volumes, states=states, amplitudes=amplitudes, angles=angles,
                           unique_filters=filters, filter_indices=filter_indices, offsets=offsets,
@@ -115,6 +113,7 @@ def simulate(args: argparse.Namespace) -> None:
 
 
 def check(outdir: Path) -> int:
+    from hetacumn.cli.main import main as main_cli
     from hetacumn.io.cryodrgn import write_pose_pickle
     from hetacumn.io.mrc import read_mrc
     from hetacumn.io.particles import load_particles
@@ -130,8 +129,8 @@ def check(outdir: Path) -> int:
           f"shift_px = ASPIRE's offsets to {shift_gap:.1e} px")
     write_pose_pickle(truth / "poses.pkl", particles.poses, particles.box_size, overwrite=True)
     reconstruction = outdir / "reconstruct_star_poses.mrc"
-    subprocess.run([str(ROOT / ".venv" / "bin" / "hetacumn"), "reconstruct", str(outdir / "particles.star"),
-                    "-o", str(reconstruction), "--overwrite"], check=True, capture_output=True)
+    if main_cli(["reconstruct", str(outdir / "particles.star"), "-o", str(reconstruction), "--overwrite"]) != 0:
+        return 1
     labels = np.load(truth / "labels.npy")
     true_maps = [read_mrc(path)[0].astype(np.float64) for path in sorted(truth.glob("vol_*.mrc"))]
     expected = sum(np.mean(labels == k) * volume for k, volume in enumerate(true_maps))

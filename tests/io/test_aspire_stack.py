@@ -23,6 +23,7 @@ from hetacumn.io.particles import load_particles
 from hetacumn.metrics.fsc import fourier_shell_correlation
 from hetacumn.physics.ctf import ctf_images
 from hetacumn.physics.render import render_images
+from tests.physics.helpers import image_correlation
 
 ASPIRE = Path(__file__).resolve().parents[1] / "fixtures" / "aspire"
 
@@ -76,9 +77,7 @@ def _render_correlations(particles, ctf) -> np.ndarray:
                              ctf=ctf_images(ctf, particles.box_size, 5.0).double(),
                              shift_px=torch.from_numpy(particles.poses.shift_px).double())
     images = -torch.from_numpy(particles.images.read(np.arange(len(particles)))).double()
-    a = rendered - rendered.mean((1, 2), keepdim=True)
-    b = images - images.mean((1, 2), keepdim=True)
-    return ((a * b).sum((1, 2)) / (a.norm(dim=(1, 2)) * b.norm(dim=(1, 2)))).numpy()
+    return image_correlation(rendered, images).numpy()
 
 
 def test_every_aspire_image_is_our_forward_model_of_its_pose_and_ctf():
