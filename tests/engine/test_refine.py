@@ -105,7 +105,7 @@ def test_table_rows_start_at_the_encoders_best_hypothesis(tiny_particles, tmp_pa
     index = np.arange(32)
     batch = trainer.data.batch(index, trainer.device)
     half = trainer.half_plane()
-    context = StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), 1, trainer.generator,
+    context = StepContext(half, ctf_at(half, batch), 1, trainer.generator,
                           deterministic=True)
     with torch.no_grad():
         expected = trainer.image_task.step(trainer.model, batch, context)
@@ -130,7 +130,7 @@ def test_resume_in_the_refinement_stage_reproduces_the_next_step_and_the_table(t
 def _mean_rendered_error(model, data, rotations, shift_px, radius_px):
     half = HalfPlane.build(data.box_size, radius_px)
     batch = data.batch(np.arange(len(data)), torch.device("cpu"))
-    ctf = ctf_at(half, batch.ctf, batch.pixel_size_angstrom)
+    ctf = ctf_at(half, batch)
     with torch.no_grad():
         z = None if model.zdim == 0 else model.encode(batch.images).z_mu
         rendered = model.render(torch.as_tensor(rotations).float(), torch.as_tensor(shift_px).float(), z, ctf, half)

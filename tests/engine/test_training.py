@@ -35,7 +35,7 @@ def test_pose_task_changes_only_the_encoder_and_lowers_its_loss(tiny_particles, 
     encoder_before = {k: v.clone() for k, v in trainer.model.encoder.state_dict().items()}
     batch = data.batch(np.arange(32), trainer.device)
     half = trainer.half_plane()
-    context = StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), 10**6, trainer.generator)
+    context = StepContext(half, ctf_at(half, batch), 10**6, trainer.generator)
     z = torch.zeros(32, config.model.zdim)
     trainer.generator.manual_seed(5)
     first = trainer._pose_step(batch, context, z)["pose_loss"]

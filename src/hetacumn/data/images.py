@@ -4,6 +4,8 @@ Images are held in memory when they fit (``max_memory_gb``), else read batch by 
 particle set's memory maps. Statistics (normalisation scale, noise level outside the particle, SNR)
 come from a fixed sample of up to 1,000 images, so they are deterministic. A negative scale inverts
 the images: the contrast mode "auto" chooses it when the sample's particles are dark (data/contrast.py).
+The noise is whitened (physics/whitening.py) unless the images are nearly noise-free: the batch carries the
+filter, and :meth:`Batch.ctf_images` and ``tasks.base.ctf_at`` fold it into the forward model's CTF.
 
 Example usage::
 
@@ -23,10 +25,16 @@ from hetacumn.data.contrast import DECISIVE_SCORE, contrast_decision, contrast_s
 from hetacumn.data.order import ChunkCache
 from hetacumn.errors import InputError
 from hetacumn.io.particles import ParticleSet
-from hetacumn.physics.ctf import CTFParams
+from hetacumn.physics.ctf import CTFParams, ctf_images
 from hetacumn.physics.filters import soft_circular_mask
 from hetacumn.physics.fourier import fft2_centered
 from hetacumn.physics.grids import radial_grid_2d
+from hetacumn.physics.whitening import (apply_radial_filter, noise_power_spectrum, radial_average, radial_filter,
+                                        whitening_profile)
+
+# Above this SNR the pixels outside the particle hold as much of its (CTF-delocalised) signal as noise: the
+# images are left as they are.
+WHITEN_MAX_SNR = 3.0
 
 
 @dataclass
@@ -36,6 +44,20 @@ class Batch:
     images_ft: torch.Tensor  # (B, D, D) complex centred transforms of ``images``
     ctf: CTFParams | None  # (B,)
     pixel_size_angstrom: torch.Tensor  # (B,)
+    whitening: torch.Tensor | None = None  # (S,) noise-whitening filter per Fourier radius (px), applied to images
+
+    def ctf_images(self, box_size: int | None = None) -> torch.Tensor | None:
+        """The forward model's transfer ``(B, d, d)`` on the centred grid of a ``box_size`` box (default the
+        images'; smaller: their Fourier crop): CTF times whitening filter; None when there is neither."""
+        full_box = self.images.shape[-1]
+        box = box_size or full_box
+        ctf = None
+        if self.ctf is not None:
+            ctf = ctf_images(self.ctf, box, self.pixel_size_angstrom * full_box / box).float()
+        if self.whitening is None:
+            return ctf
+        transfer = radial_filter(self.whitening, box).float()
+        return transfer.expand(len(self.index), box, box) if ctf is None else ctf * transfer
 
 
 @dataclass(frozen=True)
@@ -43,8 +65,10 @@ class ImageStats:
     scale: float  # images are divided by this (std inside the window of the raw sample; < 0 inverts them)
     noise_variance: float  # per-pixel variance outside the particle, normalised units
     snr: float  # (total variance - noise variance) / noise variance inside the window
-    radial_amplitude: np.ndarray  # RMS |FT| of the prepared images per integer radius (px), D // 2 + 2 shells
+    radial_amplitude: np.ndarray  # RMS |FT| of the prepared images per integer radius (px), D // 2 + 2 shells,
+    # before whitening (what the decoder's slices times the CTF should have)
     contrast_score: float  # > 0: white particles (RELION's convention), in standard errors (data/contrast.py)
+    whitening: np.ndarray | None = None  # filter per integer Fourier radius (physics/whitening.py); None: not whitened
 
     @property
     def inverted(self) -> bool:
@@ -54,7 +78,7 @@ class ImageStats:
 class ParticleImages:
     def __init__(self, particles: ParticleSet, mask_radius_fraction: float = 0.85, max_memory_gb: float = 4.0,
                  scale: float | None = None, chunk_images: int = 1024, buffer_chunks: int = 16,
-                 contrast: str = "as-is"):
+                 contrast: str = "as-is", whiten: bool = True, whitening: np.ndarray | None = None):
         self.particles = particles
         self.chunk_images = chunk_images  # out of core: contiguous chunks read whole and kept in a small cache
         self.buffer_chunks = buffer_chunks
@@ -63,7 +87,8 @@ class ParticleImages:
         d = self.box_size
         self.window = soft_circular_mask(d, radius_px=mask_radius_fraction * d / 2, width_px=max(2.0, 0.05 * d))
         self.contrast = contrast  # "auto", "as-is" or "invert": see _estimate_stats
-        self.stats = self._estimate_stats(scale)
+        self.stats = self._estimate_stats(scale, whiten, whitening)
+        self._whitening = None if self.stats.whitening is None else torch.from_numpy(self.stats.whitening)
         self._cache: torch.Tensor | None = None
         if len(particles) * d * d * 4 <= max_memory_gb * 2**30:
             self._cache = self._read(np.arange(len(particles)))
@@ -83,34 +108,50 @@ class ParticleImages:
             raise InputError(self.particles.path, "NaN or Inf pixel values in the particle images")
         return images
 
-    def _estimate_stats(self, scale: float | None) -> ImageStats:
+    def _estimate_stats(self, scale: float | None, whiten: bool, whitening: np.ndarray | None) -> ImageStats:
         """Normalisation and noise statistics. Without ``scale`` the contrast mode decides its sign; a given
         ``scale`` (e.g. a trained model's) fixes the normalisation and, unless the mode is "auto" and the
-        sample's contrast is decisive, the sign (so the model sees white particles either way)."""
+        sample's contrast is decisive, the sign (so the model sees white particles either way). A given
+        ``whitening`` filter (a trained model's) is used as it is; else one is estimated when ``whiten``."""
         rng = np.random.default_rng(0)
         n = len(self.particles)
         sample = np.sort(rng.choice(n, size=min(n, 1000), replace=False))
         images = self._read(sample).double()
         score = contrast_score(images)
         images = images - images.mean(dim=(-1, -2), keepdim=True)
-        radius = radial_grid_2d(self.box_size, dtype=torch.float64)
-        outside = radius >= self.box_size / 2 * 0.9
-        inside = radius < self.box_size / 2 * 0.85
-        noise_var = float(images[:, outside].var())
-        total_var = float(images[:, inside].var())
+        if whitening is None and whiten:
+            whitening = self._whitening_filter(images)
+        if whitening is not None:
+            images = apply_radial_filter(images, torch.as_tensor(whitening, dtype=torch.float64))
+        noise_var, total_var = self._variances(images)
         if not scale:
             scale = float((images * self.window).std()) or 1.0
             scale = -scale if contrast_decision(self.contrast, score) else scale
         elif self.contrast == "auto" and abs(score) > DECISIVE_SCORE:
             scale = -abs(scale) if score < 0 else abs(scale)
         snr = max(total_var - noise_var, 1e-6 * total_var) / max(noise_var, 1e-12)
-        power = fft2_centered((images * self.window.double()) / scale).abs() ** 2
-        shells = radius.round().long().clamp(max=self.box_size // 2 + 1).flatten()
-        sums = torch.zeros(self.box_size // 2 + 2, dtype=torch.float64).index_add_(0, shells, power.mean(0).flatten())
-        counts = torch.bincount(shells, minlength=len(sums)).clamp(min=1)
-        radial = torch.sqrt(sums / counts).clamp(min=1e-6).numpy()
+        power = radial_average((fft2_centered((images * self.window.double()) / scale).abs() ** 2).mean(0))
+        if whitening is not None:
+            power = power / torch.as_tensor(whitening, dtype=torch.float64) ** 2
+        radial = torch.sqrt(power).clamp(min=1e-6).numpy()
         return ImageStats(scale=scale, noise_variance=noise_var / scale**2, snr=snr, radial_amplitude=radial,
-                          contrast_score=score)
+                          contrast_score=score, whitening=None if whitening is None else np.asarray(whitening))
+
+    def _variances(self, images: torch.Tensor) -> tuple[float, float]:
+        """Per-pixel variance outside the particle (noise) and inside the window (signal and noise)."""
+        radius = radial_grid_2d(self.box_size, dtype=torch.float64)
+        outside = radius >= self.box_size / 2 * 0.9
+        inside = radius < self.box_size / 2 * 0.85
+        return float(images[:, outside].var()), float(images[:, inside].var())
+
+    def _whitening_filter(self, images: torch.Tensor) -> np.ndarray | None:
+        """The sample's noise-whitening filter, or None when it is nearly noise-free (SNR > WHITEN_MAX_SNR)."""
+        noise_var, total_var = self._variances(images)
+        if total_var > (1 + WHITEN_MAX_SNR) * noise_var:
+            return None
+        d = self.box_size
+        background = 1 - soft_circular_mask(d, radius_px=0.9 * d / 2, width_px=max(2.0, 0.05 * d), dtype=torch.float64)
+        return whitening_profile(noise_power_spectrum(images, background)).numpy()
 
     def window_images(self, images: torch.Tensor) -> torch.Tensor:
         """Subtract each image's mean and apply the soft circular window."""
@@ -118,7 +159,10 @@ class ParticleImages:
         return images * self.window.to(images.device)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """Raw images ``(B, D, D)`` -> windowed images in normalised units."""
+        """Raw images ``(B, D, D)`` -> whitened, windowed images in normalised units."""
+        if self._whitening is not None:
+            images = images - images.mean(dim=(-1, -2), keepdim=True)
+            images = apply_radial_filter(images, self._whitening.to(images.device))
         return self.window_images(images) / self.stats.scale
 
     def batch(self, indices: np.ndarray, device: torch.device) -> Batch:
@@ -126,4 +170,16 @@ class ParticleImages:
         images = self.prepare(raw.to(device))
         ctf = None if self.particles.ctf is None else self.particles.ctf[torch.as_tensor(indices)].to(device, torch.float32)
         pixel = torch.as_tensor(self.particles.pixel_size_angstrom[indices], dtype=torch.float32, device=device)
-        return Batch(torch.as_tensor(indices, device=device), images, fft2_centered(images), ctf, pixel)
+        whitening = None if self._whitening is None else self._whitening.to(device, torch.float32)
+        return Batch(torch.as_tensor(indices, device=device), images, fft2_centered(images), ctf, pixel, whitening)
+
+
+def describe_whitening(asked: bool, whitening: np.ndarray | None) -> str:
+    """One log line: whether the noise was whitened, and the filter's range (gain at low and high frequency)."""
+    if not asked:
+        return "noise not whitened (--no-whiten)"
+    if whitening is None:
+        return f"noise not whitened: the images are nearly noise-free (estimated SNR above {WHITEN_MAX_SNR:g})"
+    nyquist = len(whitening) - 2  # the profile's rings run to D // 2 + 1
+    return (f"noise whitened: filter gain {whitening[1]:.2f} at 1 Fourier px, {whitening[nyquist // 2]:.2f} at half "
+            f"Nyquist, {whitening[nyquist]:.2f} at Nyquist (1 everywhere for white noise)")

@@ -35,7 +35,6 @@ import torch
 from tqdm import tqdm
 
 from hetacumn.data.images import Batch, ParticleImages
-from hetacumn.physics.ctf import ctf_images
 from hetacumn.physics.fourier import fft2_centered, ifft2_centered
 from hetacumn.physics.grids import radial_grid_2d
 from hetacumn.physics.reconstruct import BackprojectionAccumulator
@@ -71,9 +70,7 @@ class _CroppedSet:
     @staticmethod
     def _crop(batch: Batch, rotations: torch.Tensor, shift_px: torch.Tensor, box: int):
         full_box, device = batch.images.shape[-1], batch.images.device
-        pixel_size = batch.pixel_size_angstrom * full_box / box
-        ctf = None if batch.ctf is None else ctf_images(batch.ctf, box, pixel_size).float()
-        return (fourier_crop(batch.images, box), ctf, rotations.float().to(device),
+        return (fourier_crop(batch.images, box), batch.ctf_images(box), rotations.float().to(device),
                 shift_px.float().to(device) * box / full_box)
 
     def band_limited_images(self) -> torch.Tensor:

@@ -179,7 +179,7 @@ def _set_z0(z, held, direction: LatentDirection | None, batch, rotation, shift_p
 
 def _context(half: HalfPlane, batch, generator: torch.Generator) -> StepContext:
     """The inference step context of ``batch`` at the points of ``half`` (CTF values there, deterministic)."""
-    return StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), 0, generator, deterministic=True)
+    return StepContext(half, ctf_at(half, batch), 0, generator, deterministic=True)
 
 
 @torch.no_grad()

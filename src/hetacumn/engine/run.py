@@ -20,7 +20,7 @@ from hetacumn.config.io import save_config
 from hetacumn.config.schema import RunConfig
 from hetacumn.data.contrast import describe_contrast
 from hetacumn.data.cropped import fourier_cropped
-from hetacumn.data.images import ParticleImages
+from hetacumn.data.images import ParticleImages, describe_whitening
 from hetacumn.data.variability import LatentDirection
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint
@@ -120,10 +120,11 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
     seen = at_model_box(particles, config.model.box_size, outdir)
     # the STAR written at the end keeps the file's own CTF, whatever the run models
     data = ParticleImages(modelled_ctf(seen, config), config.data.mask_radius_fraction,
-                          contrast=config.data.contrast)
+                          contrast=config.data.contrast, whiten=config.data.whiten)
     config.data.pixel_size_angstrom = float(np.median(seen.pixel_size_angstrom))
     config.data.image_box_px = particles.box_size
     config.data.scale = data.stats.scale
+    config.data.whitening = [] if data.stats.whitening is None else data.stats.whitening.tolist()
     given_poses = None
     if config.data.poses:
         if seen.poses is None:
@@ -146,6 +147,7 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
         log.info("%d images of %d px; estimated SNR %.3g; training on %d", len(data), data.box_size, data.stats.snr,
                  config.train.train_subset or len(data))
         log.info(describe_contrast(config.data.contrast, data.stats.contrast_score, data.stats.inverted))
+        log.info(describe_whitening(config.data.whiten, data.stats.whitening))
         if data.particles.ctf is None:
             log.info("no CTF: the images are modelled as plain projections")
         save_config(config, outdir / "config.json")
@@ -195,7 +197,8 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
     modelled = modelled_ctf(seen, config)
     outdir = prepare_output_dir(outdir, overwrite)
     # a stack of the opposite decisive contrast to the training's is turned the training's way
-    data = ParticleImages(modelled, config.data.mask_radius_fraction, scale=config.data.scale or None, contrast="auto")
+    data = ParticleImages(modelled, config.data.mask_radius_fraction, scale=config.data.scale or None, contrast="auto",
+                          whiten=False, whitening=np.asarray(config.data.whitening) if config.data.whitening else None)
     if config.data.scale and data.stats.inverted != (config.data.scale < 0):
         log.warning("%s: particle contrast %+.1f standard errors, the opposite of the training images': these are "
                     "inverted the other way", particles.path, data.stats.contrast_score)

@@ -230,7 +230,7 @@ class Trainer:
         batch = self.data.batch(local_index, self.device)
         half = self.half_plane()
         stage = self.stage()
-        context = StepContext(half, ctf_at(half, batch.ctf, batch.pixel_size_angstrom), self.progress["images_seen"],
+        context = StepContext(half, ctf_at(half, batch), self.progress["images_seen"],
                               self.generator, z_known=self._known_latent(stage, local_index))
         self.optimizer.zero_grad(set_to_none=True)
         task = {"search": self.search_task, "refine": self.refine_task, "encoder": self.image_task}[stage]

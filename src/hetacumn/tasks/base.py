@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from hetacumn.data.images import Batch
 from hetacumn.models.lattice import HalfPlane
-from hetacumn.physics.ctf import CTFParams, ctf_at_points
+from hetacumn.physics.ctf import ctf_at_points
+from hetacumn.physics.whitening import radial_profile_at
 
 
 @dataclass
@@ -30,14 +32,19 @@ class StepOutput:
     z_sample: torch.Tensor | None = None  # (B, zdim) posterior draws, for the pose task
 
 
-def ctf_at(half: HalfPlane, ctf: CTFParams | None, pixel_size_angstrom: torch.Tensor, mirror: bool = False):
-    """CTF values ``(B, M)`` at the half-plane points (kx mirrored if asked), or None without a CTF."""
-    if ctf is None:
+def ctf_at(half: HalfPlane, batch: Batch, mirror: bool = False) -> torch.Tensor | None:
+    """The forward model's transfer ``(B, M)`` at the half-plane points (kx mirrored if asked): the batch's
+    CTF times its noise-whitening filter; None when it has neither."""
+    if batch.ctf is None and batch.whitening is None:
         return None
-    coords = half.coords.to(pixel_size_angstrom.device)
+    coords = half.coords.to(batch.pixel_size_angstrom.device)
     if mirror:
         coords = coords * torch.tensor([-1.0, 1.0], device=coords.device)
-    return ctf_at_points(coords, ctf, pixel_size_angstrom).float()
+    values = None if batch.ctf is None else ctf_at_points(coords, batch.ctf, batch.pixel_size_angstrom).float()
+    if batch.whitening is None:
+        return values
+    transfer = radial_profile_at(batch.whitening, coords.norm(dim=-1) * half.box_size).float()
+    return transfer.expand(len(batch.index), -1) if values is None else values * transfer
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, half: HalfPlane) -> torch.Tensor:

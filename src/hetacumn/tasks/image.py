@@ -91,7 +91,7 @@ class ImageReconstructionTask:
         z, z_mean, z_sample, kl = self.latent(enc, context)
         ctf = context.ctf_values
         if kind == "mirror" and ctf is not None:
-            ctf = ctf_at(half, batch.ctf, batch.pixel_size_angstrom, mirror=True)
+            ctf = ctf_at(half, batch, mirror=True)
         target = half.gather(self.target(images_ft, context))
         errors = torch.stack([
             weighted_mse(model.render(enc.rotation[:, k], enc.shift_px, z, 1.0 if ctf is None else ctf, half), target, half)

@@ -34,7 +34,6 @@ import torch.distributed as dist
 from hetacumn.config.schema import TaskConfig
 from hetacumn.data.images import Batch
 from hetacumn.models.model import HetModel
-from hetacumn.physics.ctf import ctf_images
 from hetacumn.physics.fourier import fft3_centered
 from hetacumn.physics.reconstruct import BackprojectionAccumulator
 from hetacumn.physics.rotations import random_rotations
@@ -103,7 +102,8 @@ class ReferenceVolume:
         :meth:`BackprojectionAccumulator.add`.
         """
         images = batch.images[keep]
-        ctf = None if batch.ctf is None else ctf_images(batch.ctf[keep], images.shape[-1], batch.pixel_size_angstrom[keep])
+        ctf = batch.ctf_images()
+        ctf = None if ctf is None else ctf[keep]
         self.add_images(images, ctf, rotation, shift_px, weights, max_radius_px)
 
     def add_images(self, images: torch.Tensor, ctf: torch.Tensor | None, rotation: torch.Tensor,
@@ -250,8 +250,7 @@ class PoseSearchTask:
         return found[0], found[1], labels
 
     def _coefficients(self, batch: Batch, found, context: StepContext) -> torch.Tensor:
-        ctf = None if batch.ctf is None else ctf_images(batch.ctf, batch.images.shape[-1], batch.pixel_size_angstrom)
-        return self.difference.coefficients(batch.images, ctf, found[0], found[1], self.consensus.accumulator.volume(),
+        return self.difference.coefficients(batch.images, batch.ctf_images(), found[0], found[1], self.consensus.accumulator.volume(),
                                             context.generator)
 
     def _classes(self, error: torch.Tensor, context: StepContext) -> torch.Tensor:
