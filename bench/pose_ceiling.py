@@ -67,11 +67,13 @@ class TrueSearch:
     search: PoseSearch
 
     @classmethod
-    def load(cls, data_dir: Path) -> TrueSearch:
+    def load(cls, data_dir: Path, whiten: bool = True, global_radius_px: float | None = None) -> TrueSearch:
         particles = load_particles(data_dir / "particles.star")
         truth = read_pose_pickle(data_dir / "truth" / "poses.pkl", particles.box_size)
         config = preset("hetacumn", particles.box_size)
-        return cls(ParticleImages(particles, DataConfig().mask_radius_fraction), truth.rotations, truth.shift_px,
+        config.task.search_global_radius_px = global_radius_px or config.task.search_global_radius_px
+        data = ParticleImages(particles, DataConfig().mask_radius_fraction, contrast="auto", whiten=whiten)
+        return cls(data, truth.rotations, truth.shift_px,
                    np.load(data_dir / "truth" / "labels.npy"), true_maps(data_dir / "truth"),
                    pose_search_from_config(config.task, config.model.shift_range_px))
 
@@ -81,7 +83,7 @@ class TrueSearch:
         for start in tqdm(range(0, min(n_images, len(self.data)), batch_size), desc=desc, unit="batch"):
             rows = np.arange(start, min(start + batch_size, n_images, len(self.data)))
             batch = self.data.batch(rows, torch.device("cpu"))
-            yield (rows, half.gather(batch.images_ft), ctf_at(half, batch.ctf, batch.pixel_size_angstrom), half,
+            yield (rows, half.gather(batch.images_ft), ctf_at(half, batch), half,
                    torch.as_tensor(self.rotations[rows], dtype=torch.float32),
                    torch.as_tensor(self.shift_px[rows], dtype=torch.float32))
 
@@ -144,9 +146,11 @@ def main() -> int:
     parser.add_argument("--classify", action="store_true",
                         help="also the images a hard classification against the true maps gets wrong")
     parser.add_argument("--classify-only", action="store_true", help="--classify without the pose table")
+    parser.add_argument("--no-whiten", action="store_true", help="images and CTFs as they are (train --no-whiten)")
+    parser.add_argument("--global-radius", type=float, help="px compared in the grid search (default the preset's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    truth = TrueSearch.load(args.data)
+    truth = TrueSearch.load(args.data, whiten=not args.no_whiten, global_radius_px=args.global_radius)
     print(f"{args.data.name}: {args.images} images; machine: {machine_line('cpu')}; code {code_version()}; "
           f"date {datetime.date.today().isoformat()}")
     print("| radius (px) | reference | median rotation error (deg) | > 10 deg | median shift error (px) | time (s) |")

@@ -69,6 +69,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--soft-assignment", choices=["auto", "on", "off"],
                         help="search stage: insert each image at its candidate poses weighted by their posterior "
                              "(auto: when the estimated SNR is below 1)")
+    parser.add_argument("--search-radius", type=float, metavar="PX",
+                        help="Fourier radius (px of the training box) compared in the grid search over all poses "
+                             "(default: the preset's)")
     parser.add_argument("--search-classes", type=int, metavar="K",
                         help="search stage: split the reference into K classes after a third of the stage (3-D "
                              "classification); the encoder learns the classes as a start for z; the consensus "
@@ -145,6 +148,11 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
         config.task = dataclasses.replace(config.task, variability_start=False)
     if args.soft_assignment:
         config.task = dataclasses.replace(config.task, search_soft=args.soft_assignment)
+    if args.search_radius is not None:
+        if not 1 <= args.search_radius <= box_size / 2:
+            raise InputError("--search-radius", f"must be from 1 to half the training box ({box_size // 2} px), "
+                                                f"got {args.search_radius:g}")
+        config.task = dataclasses.replace(config.task, search_global_radius_px=args.search_radius)
     if args.decoder:
         config.model.decoder = dataclasses.replace(config.model.decoder, kind=args.decoder)
     if args.hypotheses:
