@@ -21,8 +21,13 @@ def test_stage_flags_set_the_task_config():
                    "--consensus", "6000").task
     assert (task.pose_search_images, task.search_soft, task.refine_start_images, task.refine_steps,
             task.consensus_images) == (5000, "on", 9000, 4, 6000)
+    assert _config("--search-radius", "12").task.search_global_radius_px == 12.0
 
 
+def test_search_radius_beyond_half_the_box_is_refused():
+    with pytest.raises(InputError, match=r"^--search-radius: must be from 1 to half the training box \(16 px\), got 17$"):
+        _config("--search-radius", "17")
+    assert _config("--no-whiten").data.whiten is False and _config().data.whiten is True
 
 def test_the_default_schedule_searches_then_refines_and_zero_is_the_published_method():
     default = _config()
