@@ -40,7 +40,8 @@ def main() -> None:
             setattr(target, key, value)
     trainer = Trainer(config, ParticleImages(particles), Path(tempfile.mkdtemp(prefix="hetacumn_curve_")))
     probe = np.arange(min(1000, len(particles)))
-    probe_data = ParticleImages(particles.subset(probe), scale=trainer.data.stats.scale)
+    probe_data = ParticleImages(particles.subset(probe), scale=trainer.data.stats.scale, whiten=False,
+                                whitening=trainer.data.stats.whitening)
     start = time.time()
     for epoch in range(1, epochs + 1):
         trainer.config.train.epochs = epoch

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 from accuracy import code_version, machine_line
 
-from hetacumn.data.images import ParticleImages
 from hetacumn.data.pose_table import PoseTable
 from hetacumn.engine.inference import FIT_RADIUS_PX, infer
-from hetacumn.engine.run import load_trained
+from hetacumn.engine.run import load_trained, trained_images
 from hetacumn.engine.trainer import max_radius_px
 from hetacumn.io.cryodrgn import read_pose_pickle
 from hetacumn.io.particles import load_particles
@@ -41,12 +40,15 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fit-radius", type=float, nargs="+", default=[FIT_RADIUS_PX],
                         help="radii (px) at which the table's pose competes with the searched one")
+    parser.add_argument("--global-radius", type=float, help="px compared in the grid search (default the run's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, config = load_trained(args.run / "checkpoint.pt")
     particles = load_particles(args.data / "particles.star")
     truth = read_pose_pickle(args.data / "truth" / "poses.pkl", particles.box_size).rotations
-    data = ParticleImages(particles, config.data.mask_radius_fraction, scale=config.data.scale or None)
+    if args.global_radius:
+        config.task.search_global_radius_px = args.global_radius
+    data = trained_images(particles, config)
     task = ImageReconstructionTask(config.task, config.model.z_mode)
     search = pose_search_from_config(config.task, config.model.shift_range_px)
     table = PoseTable.open(args.run / "pose_table.npy", len(particles))

@@ -20,9 +20,8 @@ import platform
 import numpy as np
 import torch
 
-from hetacumn.data.images import ParticleImages
 from hetacumn.engine.inference import infer
-from hetacumn.engine.run import load_trained
+from hetacumn.engine.run import load_trained, trained_images
 from hetacumn.engine.trainer import max_radius_px
 from hetacumn.io.particles import load_particles
 from hetacumn.physics.rotations import geodesic_distance_rad
@@ -44,7 +43,7 @@ def main() -> None:
     model, config = load_trained(args.checkpoint)
     particles = load_particles(args.particles)
     particles = particles.subset(np.arange(min(args.images, len(particles))))
-    data = ParticleImages(particles, config.data.mask_radius_fraction, scale=config.data.scale or None)
+    data = trained_images(particles, config)
     search = pose_search_from_config(config.task, config.model.shift_range_px)
     radius = max_radius_px(config)
     task = ImageReconstructionTask(config.task, config.model.z_mode)

@@ -109,6 +109,14 @@ def modelled_ctf(particles: ParticleSet, config: RunConfig) -> ParticleSet:
     return particles
 
 
+def trained_images(particles: ParticleSet, config: RunConfig) -> ParticleImages:
+    """``particles`` read as the run's training images were: its normalisation and whitening filter; a stack of
+    the opposite decisive contrast is turned the training's way."""
+    whitening = np.asarray(config.data.whitening) if config.data.whitening else None
+    return ParticleImages(particles, config.data.mask_radius_fraction, scale=config.data.scale or None,
+                          contrast="auto", whiten=False, whitening=whitening)
+
+
 def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool = False) -> Inference | None:
     """Train ``config.method`` on ``particles`` into ``outdir``, then infer every image's pose and z.
 
@@ -197,8 +205,7 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
     modelled = modelled_ctf(seen, config)
     outdir = prepare_output_dir(outdir, overwrite)
     # a stack of the opposite decisive contrast to the training's is turned the training's way
-    data = ParticleImages(modelled, config.data.mask_radius_fraction, scale=config.data.scale or None, contrast="auto",
-                          whiten=False, whitening=np.asarray(config.data.whitening) if config.data.whitening else None)
+    data = trained_images(modelled, config)
     if config.data.scale and data.stats.inverted != (config.data.scale < 0):
         log.warning("%s: particle contrast %+.1f standard errors, the opposite of the training images': these are "
                     "inverted the other way", particles.path, data.stats.contrast_score)
