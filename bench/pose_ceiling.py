@@ -67,7 +67,7 @@ class TrueSearch:
     search: PoseSearch
 
     @classmethod
-    def load(cls, data_dir: Path, whiten: bool = True, global_radius_px: float | None = None) -> TrueSearch:
+    def load(cls, data_dir: Path, whiten: bool = False, global_radius_px: float | None = None) -> TrueSearch:
         particles = load_particles(data_dir / "particles.star")
         truth = read_pose_pickle(data_dir / "truth" / "poses.pkl", particles.box_size)
         config = preset("hetacumn", particles.box_size)
@@ -146,11 +146,11 @@ def main() -> int:
     parser.add_argument("--classify", action="store_true",
                         help="also the images a hard classification against the true maps gets wrong")
     parser.add_argument("--classify-only", action="store_true", help="--classify without the pose table")
-    parser.add_argument("--no-whiten", action="store_true", help="images and CTFs as they are (train --no-whiten)")
+    parser.add_argument("--whiten", action="store_true", help="whiten images and CTFs (train --whiten)")
     parser.add_argument("--global-radius", type=float, help="px compared in the grid search (default the preset's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    truth = TrueSearch.load(args.data, whiten=not args.no_whiten, global_radius_px=args.global_radius)
+    truth = TrueSearch.load(args.data, whiten=args.whiten, global_radius_px=args.global_radius)
     print(f"{args.data.name}: {args.images} images; machine: {machine_line('cpu')}; code {code_version()}; "
           f"date {datetime.date.today().isoformat()}")
     print("| radius (px) | reference | median rotation error (deg) | > 10 deg | median shift error (px) | time (s) |")

@@ -27,7 +27,7 @@ def test_stage_flags_set_the_task_config():
 def test_search_radius_beyond_half_the_box_is_refused():
     with pytest.raises(InputError, match=r"^--search-radius: must be from 1 to half the training box \(16 px\), got 17$"):
         _config("--search-radius", "17")
-    assert _config("--no-whiten").data.whiten is False and _config().data.whiten is True
+    assert _config("--whiten").data.whiten is True and _config().data.whiten is False
 
 def test_the_default_schedule_searches_then_refines_and_zero_is_the_published_method():
     default = _config()

@@ -56,24 +56,24 @@ def coloured(tiny_particles):
 
 
 def test_nearly_clean_images_are_not_whitened(tiny_particles):
-    data = ParticleImages(tiny_particles)
+    data = ParticleImages(tiny_particles, whiten=True)
     assert data.stats.whitening is None and data.batch(np.arange(4), torch.device("cpu")).whitening is None
     assert "nearly noise-free" in describe_whitening(True, data.stats.whitening)
 
 
 def test_coloured_noise_is_whitened_with_the_inverse_of_its_amplitude(coloured):
-    data = ParticleImages(coloured)
+    data = ParticleImages(coloured, whiten=True)
     profile = torch.from_numpy(data.stats.whitening)
     expected = coloured_power(torch.tensor([12.0, 3.0])).sqrt()  # W ~ 1 / noise amplitude
     assert abs(float(profile[3] / profile[12]) / float(expected[0] / expected[1]) - 1) < 0.15
     plain = ParticleImages(coloured, whiten=False)
-    assert plain.stats.whitening is None and describe_whitening(False, None) == "noise not whitened (--no-whiten)"
+    assert plain.stats.whitening is None and describe_whitening(False, None) == "noise not whitened (--whiten to whiten it)"
 
 
 def test_transfer_on_the_grid_the_half_plane_and_a_crop_agree(coloured):
     """The batch's CTF x whitening filter is the same function on the full grid, at the half-plane points
     (``ctf_at``) and on the grid of a Fourier crop (the latent start's box)."""
-    batch = ParticleImages(coloured).batch(np.arange(6), torch.device("cpu"))
+    batch = ParticleImages(coloured, whiten=True).batch(np.arange(6), torch.device("cpu"))
     grid = batch.ctf_images()
     half = HalfPlane.build(32, 12)
     at_points = ctf_at(half, batch)
@@ -85,7 +85,7 @@ def test_transfer_on_the_grid_the_half_plane_and_a_crop_agree(coloured):
 
 
 def test_inference_reads_images_through_the_training_filter(coloured):
-    trained = ParticleImages(coloured)
+    trained = ParticleImages(coloured, whiten=True)
     again = ParticleImages(coloured, scale=trained.stats.scale, whiten=False, whitening=trained.stats.whitening)
     index = np.arange(0, 256, 7)
     assert torch.equal(trained.batch(index, torch.device("cpu")).images, again.batch(index, torch.device("cpu")).images)

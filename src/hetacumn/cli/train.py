@@ -4,7 +4,7 @@ The methods are presets of one engine: hetacumn (variational image task + condit
 prediction, default), acehetem (+ warm-up labeling), cryofire (autoencoder z, mirror loss, pose-only
 phase), cryoai (homogeneous). CTFs come from the particle file (or --ctf, or none with --no-ctf); dark
 particles (the opposite of RELION's contrast) are inverted unless --contrast says otherwise; coloured noise
-is whitened with a filter estimated outside the particles (unless --no-whiten). After
+is whitened with a filter estimated outside the particles with --whiten. After
 training, every image gets a pose and a latent (poses.pkl, poses.star, z.npy) and a consensus volume
 is written.
 
@@ -49,9 +49,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--contrast", choices=CONTRAST_MODES, default="auto",
                         help="auto: invert the images when the particles are dark (the opposite of RELION's "
                              "convention, e.g. simulated with cryoDRGN's CTF sign); as-is; invert (default auto)")
-    parser.add_argument("--no-whiten", action="store_true",
-                        help="do not whiten the noise (by default its power spectrum is estimated from the pixels "
-                             "outside the particles and flattened, images and forward model alike)")
+    parser.add_argument("--whiten", action="store_true",
+                        help="whiten the noise: its power spectrum is estimated from the pixels outside the particles "
+                             "and flattened, images and forward model alike (off by default: no gain measured)")
     parser.add_argument("--method", default="hetacumn", help=f"one of {', '.join(METHODS)} (default hetacumn)")
     parser.add_argument("--zdim", type=int, default=8, help="latent dimension (heterogeneous methods)")
     parser.add_argument("--epochs", type=int,
@@ -162,7 +162,7 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
     config.data.contrast = args.contrast
     config.data.ctf = str(args.ctf or "")
     config.data.use_ctf = not args.no_ctf
-    config.data.whiten = not args.no_whiten
+    config.data.whiten = args.whiten
     return config
 
 

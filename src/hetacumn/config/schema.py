@@ -142,7 +142,8 @@ class DataConfig:
     contrast: str = "auto"  # auto (invert dark particles), as-is, invert: data/contrast.py
     ctf: str = ""  # a cryoDRGN ctf.pkl replacing the particle file's CTF; "" = the file's
     use_ctf: bool = True  # False: the images are modelled without a CTF (e.g. CTF-free projections)
-    whiten: bool = True  # whiten the noise (physics/whitening.py) unless the images are nearly noise-free
+    whiten: bool = False  # whiten the noise (physics/whitening.py) unless the images are nearly noise-free (opt-in:
+    # it did not help on coloured noise, BENCHMARKS.md "Pose accuracy ceiling: the grid search's radius")
     whitening: list[float] = field(default_factory=list)  # the filter per Fourier radius (px) of the training images
     # (set when training starts; [] = not whitened); inference uses it as it is
 

@@ -4,7 +4,7 @@ Images are held in memory when they fit (``max_memory_gb``), else read batch by 
 particle set's memory maps. Statistics (normalisation scale, noise level outside the particle, SNR)
 come from a fixed sample of up to 1,000 images, so they are deterministic. A negative scale inverts
 the images: the contrast mode "auto" chooses it when the sample's particles are dark (data/contrast.py).
-The noise is whitened (physics/whitening.py) unless the images are nearly noise-free: the batch carries the
+With ``whiten`` the noise is whitened (physics/whitening.py) unless the images are nearly noise-free: the batch carries the
 filter, and :meth:`Batch.ctf_images` and ``tasks.base.ctf_at`` fold it into the forward model's CTF.
 
 Example usage::
@@ -78,7 +78,7 @@ class ImageStats:
 class ParticleImages:
     def __init__(self, particles: ParticleSet, mask_radius_fraction: float = 0.85, max_memory_gb: float = 4.0,
                  scale: float | None = None, chunk_images: int = 1024, buffer_chunks: int = 16,
-                 contrast: str = "as-is", whiten: bool = True, whitening: np.ndarray | None = None):
+                 contrast: str = "as-is", whiten: bool = False, whitening: np.ndarray | None = None):
         self.particles = particles
         self.chunk_images = chunk_images  # out of core: contiguous chunks read whole and kept in a small cache
         self.buffer_chunks = buffer_chunks
@@ -177,7 +177,7 @@ class ParticleImages:
 def describe_whitening(asked: bool, whitening: np.ndarray | None) -> str:
     """One log line: whether the noise was whitened, and the filter's range (gain at low and high frequency)."""
     if not asked:
-        return "noise not whitened (--no-whiten)"
+        return "noise not whitened (--whiten to whiten it)"
     if whitening is None:
         return f"noise not whitened: the images are nearly noise-free (estimated SNR above {WHITEN_MAX_SNR:g})"
     nyquist = len(whitening) - 2  # the profile's rings run to D // 2 + 1
