@@ -12,7 +12,7 @@ from hetacumn.data.images import ParticleImages, describe_whitening
 from hetacumn.models.lattice import HalfPlane
 from hetacumn.physics.ctf import ctf_images
 from hetacumn.tasks.base import ctf_at
-from tests.physics.test_whitening import coloured_noise, coloured_power
+from tests.physics.helpers import coloured_noise, coloured_power
 
 
 def test_lazy_and_in_memory_batches_are_identical(tiny_particles):

@@ -1,4 +1,4 @@
-"""Analytic references shared by the physics tests: Gaussian volumes, their projections, FSC."""
+"""Analytic references shared by the physics tests: Gaussian volumes, their projections, FSC, coloured noise."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 
 from hetacumn.physics.fourier import fft3_centered
 from hetacumn.physics.grids import centered_indices, real_grid_2d
+from hetacumn.physics.whitening import apply_radial_filter
 
 
 def volume_coordinates(box_size: int, dtype=torch.float64) -> torch.Tensor:
@@ -75,3 +76,14 @@ def image_centroid(images: torch.Tensor) -> torch.Tensor:
     """Intensity-weighted centroid ``(B, 2)`` in px ``(x, y)`` from the box centre."""
     pixels = real_grid_2d(images.shape[-1], dtype=images.dtype)
     return (images[..., None] * pixels).sum((-2, -3)) / images.sum((-1, -2))[..., None]
+
+
+def coloured_power(radius_px: torch.Tensor, box: int = 32) -> torch.Tensor:
+    """ASPIRE-like noise spectrum per Fourier radius (px): 6x more power at the lowest frequencies than at Nyquist."""
+    return 0.2 + 1 / (1 + (radius_px / (0.1 * box)) ** 2)
+
+
+def coloured_noise(n: int, seed: int, box: int = 32) -> torch.Tensor:
+    """``n`` images ``(box, box)`` of noise with the :func:`coloured_power` spectrum."""
+    white = torch.randn(n, box, box, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return apply_radial_filter(white, coloured_power(torch.arange(box // 2 + 2, dtype=torch.float64), box).sqrt())

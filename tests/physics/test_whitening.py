@@ -11,18 +11,9 @@ from hetacumn.physics.rotations import random_rotations
 from hetacumn.physics.whitening import (apply_radial_filter, noise_power_spectrum, radial_average, radial_filter,
                                         radial_profile_at, whitening_profile)
 from hetacumn.simulate.volumes import toy_molecule
+from tests.physics.helpers import coloured_noise, coloured_power
 
 BOX = 32
-
-
-def coloured_power(radius_px: torch.Tensor) -> torch.Tensor:
-    """ASPIRE-like test spectrum: 6x more power at the lowest frequencies than at Nyquist."""
-    return 0.2 + 1 / (1 + (radius_px / (0.1 * BOX)) ** 2)
-
-
-def coloured_noise(n: int, seed: int) -> torch.Tensor:
-    white = torch.randn(n, BOX, BOX, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    return apply_radial_filter(white, coloured_power(torch.arange(BOX // 2 + 2, dtype=torch.float64)).sqrt())
 
 
 def background() -> torch.Tensor:

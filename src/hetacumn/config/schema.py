@@ -143,7 +143,7 @@ class DataConfig:
     ctf: str = ""  # a cryoDRGN ctf.pkl replacing the particle file's CTF; "" = the file's
     use_ctf: bool = True  # False: the images are modelled without a CTF (e.g. CTF-free projections)
     whiten: bool = False  # whiten the noise (physics/whitening.py) unless the images are nearly noise-free (opt-in:
-    # it did not help on coloured noise, BENCHMARKS.md "Pose accuracy ceiling: the grid search's radius")
+    # no gain measured, BENCHMARKS.md "Whitening and the grid radius in ab initio training")
     whitening: list[float] = field(default_factory=list)  # the filter per Fourier radius (px) of the training images
     # (set when training starts; [] = not whitened); inference uses it as it is
 

@@ -121,8 +121,9 @@ class ParticleImages:
         images = images - images.mean(dim=(-1, -2), keepdim=True)
         if whitening is None and whiten:
             whitening = self._whitening_filter(images)
-        if whitening is not None:
-            images = apply_radial_filter(images, torch.as_tensor(whitening, dtype=torch.float64))
+        profile = None if whitening is None else torch.as_tensor(whitening, dtype=torch.float64)
+        if profile is not None:
+            images = apply_radial_filter(images, profile)
         noise_var, total_var = self._variances(images)
         if not scale:
             scale = float((images * self.window).std()) or 1.0
@@ -131,11 +132,11 @@ class ParticleImages:
             scale = -abs(scale) if score < 0 else abs(scale)
         snr = max(total_var - noise_var, 1e-6 * total_var) / max(noise_var, 1e-12)
         power = radial_average((fft2_centered((images * self.window.double()) / scale).abs() ** 2).mean(0))
-        if whitening is not None:
-            power = power / torch.as_tensor(whitening, dtype=torch.float64) ** 2
+        if profile is not None:
+            power = power / profile**2
         radial = torch.sqrt(power).clamp(min=1e-6).numpy()
         return ImageStats(scale=scale, noise_variance=noise_var / scale**2, snr=snr, radial_amplitude=radial,
-                          contrast_score=score, whitening=None if whitening is None else np.asarray(whitening))
+                          contrast_score=score, whitening=None if profile is None else profile.numpy())
 
     def _variances(self, images: torch.Tensor) -> tuple[float, float]:
         """Per-pixel variance outside the particle (noise) and inside the window (signal and noise)."""

@@ -70,11 +70,10 @@ def _white_response(weight: torch.Tensor) -> torch.Tensor:
 def whitening_profile(noise_power: torch.Tensor) -> torch.Tensor:
     """``W(r) = sqrt(mean noise power / N(r))`` per ring, mean over the rings within Nyquist weighted by
     their area, so whitening keeps the noise's total power; clipped to ``MAX_GAIN``."""
-    power = noise_power
-    radius = torch.arange(len(power), dtype=power.dtype, device=power.device)
-    area = torch.where(radius == 0, torch.ones_like(radius) * 0.25, 2 * radius)[: len(power) - 1]
-    mean = (power[:-1] * area).sum() / area.sum()
-    return torch.sqrt(mean / power.clamp(min=1e-30)).clamp(1 / MAX_GAIN, MAX_GAIN)
+    radius = torch.arange(len(noise_power), dtype=noise_power.dtype, device=noise_power.device)
+    area = torch.where(radius == 0, torch.ones_like(radius) * 0.25, 2 * radius)[: len(noise_power) - 1]
+    mean = (noise_power[:-1] * area).sum() / area.sum()
+    return torch.sqrt(mean / noise_power.clamp(min=1e-30)).clamp(1 / MAX_GAIN, MAX_GAIN)
 
 
 def radial_profile_at(profile: torch.Tensor, radius_px: torch.Tensor) -> torch.Tensor:
