@@ -40,17 +40,18 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fit-radius", type=float, nargs="+", default=[FIT_RADIUS_PX],
                         help="radii (px) at which the table's pose competes with the searched one")
-    parser.add_argument("--global-radius", type=float, help="px compared in the grid search (default the run's)")
+    parser.add_argument("--global-radius", type=float,
+                        help="px compared in the grid search against the final decoder (default the run's final radius)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, config = load_trained(args.run / "checkpoint.pt")
     particles = load_particles(args.data / "particles.star")
     truth = read_pose_pickle(args.data / "truth" / "poses.pkl", particles.box_size).rotations
     if args.global_radius:
-        config.task.search_global_radius_px = args.global_radius
+        config.task.search_final_radius_px = args.global_radius
     data = trained_images(particles, config)
     task = ImageReconstructionTask(config.task, config.model.z_mode)
-    search = pose_search_from_config(config.task, config.model.shift_range_px)
+    search = pose_search_from_config(config.task, config.model.shift_range_px, final=True)
     table = PoseTable.open(args.run / "pose_table.npy", len(particles))
     radius, device = max_radius_px(config), torch.device("cpu")
     began = time.perf_counter()

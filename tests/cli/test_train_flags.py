@@ -22,11 +22,20 @@ def test_stage_flags_set_the_task_config():
     assert (task.pose_search_images, task.search_soft, task.refine_start_images, task.refine_steps,
             task.consensus_images) == (5000, "on", 9000, 4, 6000)
     assert _config("--search-radius", "12").task.search_global_radius_px == 12.0
+    task = _config("--search-radius", "6", "14", "--search-widen", "20000").task
+    assert (task.search_global_radius_px, task.search_final_radius_px, task.search_widen_images) == (6.0, 14.0, 20000)
+    assert (_config().task.search_final_radius_px, _config().task.search_widen_images) == (12.0, 0)
 
 
 def test_search_radius_beyond_half_the_box_is_refused():
     with pytest.raises(InputError, match=r"^--search-radius: must be from 1 to half the training box \(16 px\), got 17$"):
         _config("--search-radius", "17")
+    with pytest.raises(InputError, match=r"^--search-radius: must be from 1 to half the training box \(16 px\), got 20$"):
+        _config("--search-radius", "8", "20")
+    with pytest.raises(InputError, match=r"^--search-radius: takes one or two radii \(PX \[FINAL_PX\]\), got 3$"):
+        _config("--search-radius", "8", "12", "16")
+    with pytest.raises(InputError, match=r"^--search-widen: must be 0 or more, got -1$"):
+        _config("--search-widen", "-1")
     assert _config("--whiten").data.whiten is True and _config().data.whiten is False
 
 def test_the_default_schedule_searches_then_refines_and_zero_is_the_published_method():

@@ -8,14 +8,18 @@ import math
 import pytest
 import torch
 
+from hetacumn.config.schema import TaskConfig
 from hetacumn.models.lattice import HalfPlane
 from hetacumn.physics.fourier import fft2_centered, fft3_centered
 from hetacumn.physics.render import render_images
 from hetacumn.physics.rotations import (axis_angle_to_matrix, geodesic_distance_rad, random_rotations,
                                         super_fibonacci_rotations)
 from hetacumn.simulate.volumes import toy_molecule
+from hetacumn.tasks.base import StepContext
+from hetacumn.tasks.image import ImageReconstructionTask
 from hetacumn.tasks.search import (PoseSearch, _fit_score, _shifted_products, _slice_parts, _slices, _stacked_ctf_power,
                                    candidate_posteriors, noise_power)
+from hetacumn.tasks.search_task import PoseSearchTask
 
 from .conftest import next_step_before_and_after_resume, small_config
 
@@ -140,3 +144,17 @@ def test_soft_assignment_is_chosen_by_the_estimated_snr():
 
     assert resolve_soft_assignment("auto", 0.17) and not resolve_soft_assignment("auto", 17.8)  # the 64/32-px sets
     assert resolve_soft_assignment("on", 50.0) and not resolve_soft_assignment("off", 0.01)
+
+
+def test_the_search_stage_widens_its_grid_radius_at_search_widen_images(known):
+    volume_ft, rotations, _, targets, half = known
+    config = TaskConfig(pose_search_images=3000, search_global_radius_px=2.0, search_final_radius_px=10.0,
+                        search_widen_images=1000, search_rotations=1152)
+    task = PoseSearchTask(config, ImageReconstructionTask(config, "variational"), 4.0, BOX, "cpu", 10.0)
+    reference = type("Reference", (), {"transform": lambda self: volume_ft})()
+    errors = []
+    for images_seen in (999, 1000):
+        context = StepContext(half, None, images_seen=images_seen, generator=torch.Generator().manual_seed(0))
+        rotation = task._search(reference, targets, context)[0]
+        errors.append(float(_degrees(rotation, rotations).median()))
+    assert errors[0] > 30 and errors[1] < 2  # measured: 101 and 1.2 deg (a coarse grid of 1,152 rotations)

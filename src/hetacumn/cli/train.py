@@ -69,9 +69,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--soft-assignment", choices=["auto", "on", "off"],
                         help="search stage: insert each image at its candidate poses weighted by their posterior "
                              "(auto: when the estimated SNR is below 1)")
-    parser.add_argument("--search-radius", type=float, metavar="PX",
-                        help="Fourier radius (px of the training box) compared in the grid search over all poses "
-                             "(default: the preset's)")
+    parser.add_argument("--search-radius", type=float, nargs="+", metavar="PX",
+                        help="Fourier radius (px of the training box) compared in the grid search over all poses: "
+                             "PX [FINAL_PX], in the search stage and against the trained decoder (default: 8 12)")
+    parser.add_argument("--search-widen", type=int, metavar="N",
+                        help="from N images seen, the search stage compares FINAL_PX too (default: never)")
     parser.add_argument("--search-classes", type=int, metavar="K",
                         help="search stage: split the reference into K classes after a third of the stage (3-D "
                              "classification); the encoder learns the classes as a start for z; the consensus "
@@ -135,7 +137,8 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
     task_flags = {"--pose-search": ("pose_search_images", args.pose_search),
                   "--refine-from": ("refine_start_images", args.refine_from),
                   "--refine-steps": ("refine_steps", args.refine_steps),
-                  "--consensus": ("consensus_images", args.consensus)}
+                  "--consensus": ("consensus_images", args.consensus),
+                  "--search-widen": ("search_widen_images", args.search_widen)}
     for flag, (_, value) in task_flags.items():
         if value is not None and value < 0:
             raise InputError(flag, f"must be 0 or more, got {value}")
@@ -149,10 +152,7 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
     if args.soft_assignment:
         config.task = dataclasses.replace(config.task, search_soft=args.soft_assignment)
     if args.search_radius is not None:
-        if not 1 <= args.search_radius <= box_size / 2:
-            raise InputError("--search-radius", f"must be from 1 to half the training box ({box_size // 2} px), "
-                                                f"got {args.search_radius:g}")
-        config.task = dataclasses.replace(config.task, search_global_radius_px=args.search_radius)
+        config.task = _with_search_radius(config.task, args.search_radius, box_size)
     if args.decoder:
         config.model.decoder = dataclasses.replace(config.model.decoder, kind=args.decoder)
     if args.hypotheses:
@@ -164,6 +164,19 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
     config.data.use_ctf = not args.no_ctf
     config.data.whiten = args.whiten
     return config
+
+
+def _with_search_radius(task, radii_px: list[float], box_size: int):
+    """``--search-radius PX [FINAL_PX]``: the grid search's radius in the search stage and against the trained
+    decoder, each from 1 px to half the box."""
+    if len(radii_px) > 2:
+        raise InputError("--search-radius", f"takes one or two radii (PX [FINAL_PX]), got {len(radii_px)}")
+    for radius_px in radii_px:
+        if not 1 <= radius_px <= box_size / 2:
+            raise InputError("--search-radius", f"must be from 1 to half the training box ({box_size // 2} px), "
+                                                f"got {radius_px:g}")
+    final_px = radii_px[-1] if len(radii_px) == 2 else task.search_final_radius_px
+    return dataclasses.replace(task, search_global_radius_px=radii_px[0], search_final_radius_px=final_px)
 
 
 def _use_search_classes(config, args: argparse.Namespace) -> None:

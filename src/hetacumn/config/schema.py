@@ -80,7 +80,11 @@ class TaskConfig:
     search_rotations: int = 4608  # super-Fibonacci grid; median spacing 7.6 deg
     search_candidates: int = 8  # best grid poses per image that are refined
     search_levels: int = 5  # local refinement levels (steps halve each level)
-    search_global_radius_px: float = 8.0  # frequencies compared in the grid search
+    search_global_radius_px: float = 8.0  # frequencies compared in the grid search of the search stage
+    # ... and in the search against the trained decoder (end of train, infer --search, the pose check): a sharp
+    # decoder is compared safely beyond 8 px, where a forming reference is not (BENCHMARKS.md, "Final search radius")
+    search_final_radius_px: float = 12.0
+    search_widen_images: int = 0  # from this many images seen the search stage compares search_final_radius_px (0 = never)
     search_shift_step_px: float = 1.0  # shift grid step of the global search (extent: half the shift range)
     search_soft: SoftAssignment = "auto"  # on/off/auto (on below an estimated SNR of 1): backproject at every candidate, by posterior
     # 3-D classification in the search stage (tasks/search_task.py): from search_split_images (0 = a third of

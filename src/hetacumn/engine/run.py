@@ -160,7 +160,7 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
             log.info("no CTF: the images are modelled as plain projections")
         save_config(config, outdir / "config.json")
         trainer.fit()
-        search = (pose_search_from_config(config.task, config.model.shift_range_px)
+        search = (pose_search_from_config(config.task, config.model.shift_range_px, final=True)
                   if config.task.pose_search_images > 0 else None)
         result = infer(trainer.model, data, trainer.image_task, trainer.max_radius(), trainer.device, search=search,
                        known=trainer.pose_table, known_z0=trainer.latent_start,
@@ -210,7 +210,7 @@ def infer_particles(checkpoint_path: str | Path, particles: ParticleSet, outdir:
         log.warning("%s: particle contrast %+.1f standard errors, the opposite of the training images': these are "
                     "inverted the other way", particles.path, data.stats.contrast_score)
     task = ImageReconstructionTask(config.task, config.model.z_mode)
-    searcher = pose_search_from_config(config.task, config.model.shift_range_px) if search else None
+    searcher = pose_search_from_config(config.task, config.model.shift_range_px, final=True) if search else None
     given = modelled.poses if given_poses else None
     disagreement = None if search else _check_poses(model, data, task, config, device, given)
     direction = None if model.zdim == 0 else LatentDirection.from_state_dict(state.get("latent_direction"))
@@ -252,7 +252,7 @@ def _check_poses(model: HetModel, data: ParticleImages, task: ImageReconstructio
                  device: str, given) -> float:
     """The median angle between the encoder's (or the given) poses and searched ones on a sample, logged; a
     warning when large."""
-    searcher = pose_search_from_config(config.task, config.model.shift_range_px)
+    searcher = pose_search_from_config(config.task, config.model.shift_range_px, final=True)
     angle = pose_disagreement_deg(model, data, task, max_radius_px(config), torch.device(device), searcher, given)
     sample = min(len(data), POSE_CHECK_IMAGES)
     which = "the encoder's" if given is None else "the given"

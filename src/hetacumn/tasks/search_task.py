@@ -44,10 +44,12 @@ from hetacumn.tasks.image import ImageReconstructionTask
 from hetacumn.tasks.search import PoseSearch
 
 
-def pose_search_from_config(config: TaskConfig, shift_range_px: float) -> PoseSearch:
+def pose_search_from_config(config: TaskConfig, shift_range_px: float, final: bool = False) -> PoseSearch:
+    """The search stage's pose search, or with ``final`` the one against the trained decoder."""
+    radius_px = config.search_final_radius_px if final else config.search_global_radius_px
     return PoseSearch(config.search_rotations, shift_extent_px=shift_range_px / 2,
                       shift_step_px=config.search_shift_step_px, levels=config.search_levels,
-                      global_radius_px=config.search_global_radius_px, candidates=config.search_candidates)
+                      global_radius_px=radius_px, candidates=config.search_candidates)
 
 
 def resolve_soft_assignment(setting: str, estimated_snr: float) -> bool:
@@ -202,6 +204,9 @@ class PoseSearchTask:
     def _search(self, reference: ReferenceVolume, target: torch.Tensor, context: StepContext):
         """Best pose and its error per image against one reference, and the coarse candidates."""
         half, ctf = context.half_plane, context.ctf_values
+        widen = 0 < self.config.search_widen_images <= context.images_seen
+        self.search.global_radius_px = (self.config.search_final_radius_px if widen
+                                        else self.config.search_global_radius_px)
         volume_ft = reference.transform()
         candidates = self.search.coarse_candidates(volume_ft, target, ctf, half)
         rotation, shift_px, error = self.search.refine_best(volume_ft, target, ctf, half, *candidates)
