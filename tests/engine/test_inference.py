@@ -13,7 +13,7 @@ from torch import nn
 from hetacumn.config.presets import preset
 from hetacumn.data.images import ParticleImages
 from hetacumn.data.pose_table import PoseTable
-from hetacumn.engine.inference import CHOICE_RADIUS_PX, FIT_RADIUS_PX, infer, pose_disagreement_deg
+from hetacumn.engine.inference import CHOICE_RADIUS_PX, FIT_RADIUS_PX, infer, pose_disagreement_deg, search_into_table
 from hetacumn.io.particle_set import PoseTable as GivenPoses
 from hetacumn.io.mrc import write_mrc
 from hetacumn.io.particles import load_particles
@@ -91,6 +91,29 @@ def test_table_poses_compete_with_the_search_and_the_better_fit_is_kept(tmp_path
     assert float(error[wrong].min()) > 1e-3  # ... which the coarse search did not get exactly
     assert set(result.seconds) == {"encoder", "search", "table comparison"}  # each part timed on its own
     assert min(result.seconds.values()) > 0
+
+
+def test_search_into_table_replaces_the_worse_fits_of_the_listed_rows_only(tmp_path):
+    """``refine_from_search``: of the rows listed, those 90 deg off take the searched pose; the true ones stay, and
+    so does every row not listed."""
+    generator = torch.Generator().manual_seed(5)
+    volume = torch.as_tensor(toy_molecule(BOX, 4.0)).float()
+    truth = random_rotations(32, generator=generator)
+    data = _projections(tmp_path, volume, truth)
+    listed = np.arange(16)
+    model, task = _known_volume_model(volume, ClaimedPoses(truth[listed]))
+    wrong = torch.arange(32) % 2 == 1
+    start = torch.where(wrong[:, None, None], truth @ axis_angle_to_matrix(torch.tensor([[0.0, torch.pi / 2, 0.0]])),
+                        truth)
+    table = PoseTable.create(tmp_path / "pose_table.npy", 32)
+    table.write(np.arange(32), fresh_rows(start, torch.zeros(32, 2)))
+    search = PoseSearch(4608, shift_extent_px=1.0, shift_step_px=1.0, levels=2)
+
+    changed = search_into_table(model, data, task, 15.0, torch.device("cpu"), search, table, listed)
+    assert changed == 0.5
+    error = _degrees(table.read(np.arange(32)).rotation, truth)
+    assert float(error[:16][~wrong[:16]].max()) < 1e-6 and float(error[:16][wrong[:16]].max()) < 10.0
+    assert torch.equal(table.read(np.arange(16, 32)).rotation, start[16:].double())
 
 
 @pytest.mark.parametrize("choice_radius_px", [4.0, CHOICE_RADIUS_PX, 15.0])

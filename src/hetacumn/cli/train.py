@@ -85,6 +85,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-from", type=int, metavar="N",
                         help="refinement stage from N images seen: a pose per particle, refined against the decoder "
                              "(default: where the search stage ends; 0 = off)")
+    parser.add_argument("--refine-from-search", action="store_true",
+                        help="start the refinement stage from poses searched against the decoder (one search pass "
+                             "over the trained images, as at the end of training)")
     parser.add_argument("--refine-steps", type=int, metavar="K", help="Adam steps on a batch's poses per visit (default 1)")
     parser.add_argument("--poses", metavar="FILE",
                         help="train at given poses (cryoDRGN .pkl, in the particles' order, or a RELION .star / "
@@ -147,6 +150,8 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
         _use_search_classes(config, args)
     if args.poses:
         _use_given_poses(config, args)
+    if args.refine_from_search:
+        config.task = dataclasses.replace(config.task, refine_from_search=True)
     if args.no_latent_start:
         config.task = dataclasses.replace(config.task, variability_start=False)
     if args.soft_assignment:

@@ -100,6 +100,9 @@ class TaskConfig:
     # Refinement stage (semi-amortized): from this many images seen, each trained image has its own pose in a
     # table (initialised from the encoder's best hypothesis on first sight), refined by Adam against the decoder.
     refine_start_images: int = 0  # 0 = off
+    # when the table's stage begins, every trained image's pose is searched against the decoder (as at the end,
+    # search_final_radius_px) and the better fit of that and the table's pose starts the refinement
+    refine_from_search: bool = False
     refine_steps: int = 2  # Adam steps on a batch's poses per visit (decoder frozen during them)
     refine_lr_rad: float = 0.01  # Adam step size of the rotation (tangent vector, radians)
     refine_lr_px: float = 0.1  # Adam step size of the shift (px)

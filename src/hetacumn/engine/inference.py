@@ -90,7 +90,8 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
     fit = HalfPlane.build(data.box_size, min(radius_px, fit_radius_px), device=device)
     z_mean = None if model.zdim == 0 else torch.zeros(model.zdim, device=device)
     on_grid = search is not None or (refine_steps > 0 and model.zdim == 0)
-    volume_ft = model.fourier_volume(z_mean, max_radius_px=radius_px + 2) if on_grid else None
+    with torch.no_grad():  # a constant for the search and refinement: no graph through the decoder's grid
+        volume_ft = model.fourier_volume(z_mean, max_radius_px=radius_px + 2) if on_grid else None
     generator = torch.Generator().manual_seed(0)
     images = np.arange(len(data)) if images is None else np.asarray(images)
     n = len(images)
@@ -150,6 +151,16 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
         log.info("final poses: %d of %d images kept their refined pose from the pose table, the others took the "
                  "pose searched against the final decoder (it explains them better)", table_count, n)
     return Inference(rotations, shifts, np.concatenate(zs) if zs else None, seconds)
+
+
+def search_into_table(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, radius_px: float,
+                      device: torch.device, search: PoseSearch, table: PoseTable, images: np.ndarray) -> float:
+    """Each of ``images`` searched against the decoder; the better fit of the searched pose and the table's
+    (:func:`infer`) starts the image's row afresh. Returns the fraction of rows whose pose changed."""
+    result = infer(model, data, task, radius_px, device, search=search, known=table, images=images)
+    before = table.read(images).rotation.numpy()
+    table.set_poses(images, torch.from_numpy(result.rotations), torch.from_numpy(result.shift_px))
+    return float(np.mean(~np.isclose(before, result.rotations, atol=1e-9).all(axis=(1, 2))))
 
 
 def pose_disagreement_deg(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, radius_px: float,

@@ -38,6 +38,7 @@ from hetacumn.data.pose_table import PoseTable
 from hetacumn.data.variability import LatentDirection
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from hetacumn.engine.inference import search_into_table
 from hetacumn.engine.latent_start import compute_latent_start, latent_start_path
 from hetacumn.errors import InputError
 from hetacumn.io.particle_set import PoseTable as IOPoseTable
@@ -47,7 +48,7 @@ from hetacumn.tasks.base import StepContext, ctf_at
 from hetacumn.tasks.image import ImageReconstructionTask
 from hetacumn.tasks.pose import PosePredictionTask
 from hetacumn.tasks.refine import PoseRefinementTask
-from hetacumn.tasks.search_task import PoseSearchTask
+from hetacumn.tasks.search_task import PoseSearchTask, pose_search_from_config
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,8 @@ class Trainer:
         batch = self.data.batch(local_index, self.device)
         half = self.half_plane()
         stage = self.stage()
+        if stage == "refine" and self.config.task.refine_from_search and not self.progress.get("table_searched"):
+            self._search_into_table()
         context = StepContext(half, ctf_at(half, batch), self.progress["images_seen"],
                               self.generator, z_known=self._known_latent(stage, local_index))
         self.optimizer.zero_grad(set_to_none=True)
@@ -247,6 +250,19 @@ class Trainer:
         if stage == "encoder" and self._pose_step_due():
             metrics.update(self._pose_step(batch, context, out.z_sample, share))
         return distributed.weighted_metrics(metrics, share)
+
+    def _search_into_table(self) -> None:
+        """``refine_from_search``, once: rank 0 searches every trained image against the decoder into the table."""
+        if distributed.is_main():
+            search = pose_search_from_config(self.config.task, self.config.model.shift_range_px, final=True)
+            changed = search_into_table(self.model, self.data, self.image_task, self.radius(), self.device, search,
+                                        self.pose_table, self.indices)
+            self.pose_table.array.flush()
+            log.info("refinement starts from poses searched against the decoder: %.0f %% of the %d trained images "
+                     "took the searched pose over their last one from the search stage", 100 * changed,
+                     len(self.indices))
+        distributed.barrier()
+        self.progress["table_searched"] = True
 
     def _known_latent(self, stage: str, index: np.ndarray) -> torch.Tensor | None:
         """``(B, zdim)``: z[0] of the run's latent start in the table's stage (NaN: the encoder's), or None."""
