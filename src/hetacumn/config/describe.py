@@ -37,10 +37,16 @@ def _pose_stages(config: RunConfig) -> str:
     search, refine = task.pose_search_images, task.refine_start_images
     stages = []
     if search:
-        stages.append(f"poses searched (soft assignment {task.search_soft}) for the first {search:,} images")
+        radius = f"grid radius {task.search_global_radius_px:g} px"
+        if task.search_widen_images:
+            radius += f", {task.search_final_radius_px:g} px from {task.search_widen_images:,} images"
+        stages.append(f"poses searched ({radius}; soft assignment {task.search_soft}) for the first {search:,} images")
     if refine:
-        stages.append(f"a pose per particle refined by {task.refine_steps} Adam step(s) per visit from {refine:,} "
-                      "images seen")
+        origin = " searched against the decoder and" if task.refine_from_search else ""
+        stages.append(f"a pose per particle{origin} refined by {task.refine_steps} Adam step(s) per visit from "
+                      f"{refine:,} images seen")
     if not refine or refine > search:
         stages.append("poses from the encoder" + (f" from {search:,} images" if search else " (purely amortized)"))
+    if search:  # engine/run.py
+        stages.append(f"a last search against the trained decoder (grid radius {task.search_final_radius_px:g} px)")
     return ", then ".join(stages)
