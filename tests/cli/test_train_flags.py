@@ -25,7 +25,6 @@ def test_stage_flags_set_the_task_config():
     task = _config("--search-radius", "6", "14", "--search-widen", "20000").task
     assert (task.search_global_radius_px, task.search_final_radius_px, task.search_widen_images) == (6.0, 14.0, 20000)
     assert (_config().task.search_final_radius_px, _config().task.search_widen_images) == (12.0, 0)
-    assert (_config().task.search_radius_fsc, _config("--search-radius-fsc", "0").task.search_radius_fsc) == (0.143, 0.0)
 
 
 def test_search_radius_beyond_half_the_box_is_refused():
@@ -35,8 +34,6 @@ def test_search_radius_beyond_half_the_box_is_refused():
         _config("--search-radius", "8", "20")
     with pytest.raises(InputError, match=r"^--search-radius: takes one or two radii \(PX \[FINAL_PX\]\), got 3$"):
         _config("--search-radius", "8", "12", "16")
-    with pytest.raises(InputError, match=r"^--search-radius-fsc: must be from 0 to below 1, got 1$"):
-        _config("--search-radius-fsc", "1")
     with pytest.raises(InputError, match=r"^--search-widen: must be 0 or more, got -1$"):
         _config("--search-widen", "-1")
     assert _config("--whiten").data.whiten is True and _config().data.whiten is False

@@ -149,67 +149,12 @@ def test_soft_assignment_is_chosen_by_the_estimated_snr():
 def test_the_search_stage_widens_its_grid_radius_at_search_widen_images(known):
     volume_ft, rotations, _, targets, half = known
     config = TaskConfig(pose_search_images=3000, search_global_radius_px=2.0, search_final_radius_px=10.0,
-                        search_widen_images=1000, search_rotations=1152, search_radius_fsc=0.0)
+                        search_widen_images=1000, search_rotations=1152)
     task = PoseSearchTask(config, ImageReconstructionTask(config, "variational"), 4.0, BOX, "cpu", 10.0)
     reference = type("Reference", (), {"transform": lambda self: volume_ft})()
     errors = []
     for images_seen in (999, 1000):
         context = StepContext(half, None, images_seen=images_seen, generator=torch.Generator().manual_seed(0))
-        task.search.global_radius_px = task.grid_radius_px(images_seen)
         rotation = task._search(reference, targets, context)[0]
         errors.append(float(_degrees(rotation, rotations).median()))
     assert errors[0] > 30 and errors[1] < 2  # measured: 101 and 1.2 deg (a coarse grid of 1,152 rotations)
-
-
-def _radius_after(images, rotations, **config):
-    """The search stage's grid radius once its consensus reference holds ``images`` at those poses."""
-    config = TaskConfig(search_global_radius_px=4.0, search_final_radius_px=12.0, search_memory_images=10_000,
-                        **config)
-    task = PoseSearchTask(config, ImageReconstructionTask(config, "variational"), 4.0, BOX, "cpu", 10.0)
-    task.consensus.add_images(images, None, rotations, None)
-    return task.grid_radius_px(images_seen=len(images))
-
-
-def test_the_search_stage_grid_radius_follows_the_half_set_fsc_of_its_reference():
-    generator = torch.Generator().manual_seed(3)
-    volume = torch.as_tensor(toy_molecule(BOX, 4.0)).float()
-    rotations = random_rotations(200, generator=generator)
-    clean = render_images(volume, rotations)
-    noise = torch.randn(clean.shape, generator=generator) * clean.std()
-    shuffled = random_rotations(200, generator=generator)
-    # both half-sets agree to Nyquist: the final radius; noise at random poses agrees nowhere: the start radius
-    assert _radius_after(clean, rotations) == 12.0
-    assert _radius_after(noise, shuffled) == 4.0
-    # noisier images hold signal to a radius between the two, the less the noisier (measured: 10.6 and 7.9 px
-    # at SNR 1/9 and 1/64 with 100 images a half-set)
-    radii = [_radius_after(clean + scale * noise, rotations) for scale in (3, 8)]
-    assert 10.0 < radii[0] < 11.2 and 7.3 < radii[1] < 8.5, radii
-    # the same images at random poses agree only at the lowest frequencies (a blob; measured 5.3 px)
-    assert _radius_after(clean + 3 * noise, shuffled) < 6.0
-    # search_radius_fsc = 0: a fixed radius
-    assert _radius_after(clean, rotations, search_radius_fsc=0.0) == 4.0
-
-
-def test_the_reference_half_sets_sum_to_the_running_backprojection_and_survive_a_checkpoint():
-    from hetacumn.physics.reconstruct import BackprojectionAccumulator
-    from hetacumn.tasks.search_task import ReferenceVolume
-
-    generator = torch.Generator().manual_seed(5)
-    volume = torch.as_tensor(toy_molecule(BOX, 4.0)).float()
-    rotations = random_rotations(30, generator=generator)
-    images = render_images(volume, rotations) + torch.randn(30, BOX, BOX, generator=generator) * 0.01
-    reference, single = ReferenceVolume(BOX, 40, "cpu"), BackprojectionAccumulator(BOX, oversampling=1)
-    for rows in (slice(0, 7), slice(7, 20), slice(20, 30)):  # odd batch sizes: the halves alternate across batches
-        reference.add_images(images[rows], None, rotations[rows], None)
-        single.sums *= 1 - len(images[rows]) / 40
-        single.add(images[rows], rotations[rows])
-    assert torch.allclose(reference.accumulator.sums, single.sums, rtol=1e-5, atol=1e-6 * float(single.sums.abs().max()))
-    assert [float(half.sums[:, 2].sum() / single.sums[:, 2].sum()) for half in reference.halves] == pytest.approx(
-        [0.5, 0.5], abs=0.05)
-    restored = ReferenceVolume(BOX, 40, "cpu")
-    restored.load_state_dict(reference.state_dict())
-    assert all(torch.equal(a.sums, b.sums) for a, b in zip(restored.halves, reference.halves))
-    assert restored.next_half == reference.next_half == 0
-    older = ReferenceVolume(BOX, 40, "cpu")  # a checkpoint written before the half-sets: split evenly
-    older.load_state_dict({"sums": single.sums, "count": 30})
-    assert torch.allclose(older.halves[0].sums, single.sums / 2) and not older.empty

@@ -71,12 +71,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "(auto: when the estimated SNR is below 1)")
     parser.add_argument("--search-radius", type=float, nargs="+", metavar="PX",
                         help="Fourier radius (px of the training box) compared in the grid search over all poses: "
-                             "PX [FINAL_PX]; the search stage starts at PX and grows towards FINAL_PX as far as its "
-                             "reference's two half-sets agree (--search-radius-fsc); the search against the trained "
-                             "decoder compares FINAL_PX (default: 8 12)")
-    parser.add_argument("--search-radius-fsc", type=float, metavar="FSC",
-                        help="the half-set FSC down to which the search stage's grid radius grows (default 0.143; "
-                             "0 = the radius PX throughout)")
+                             "PX [FINAL_PX], in the search stage and against the trained decoder (default: 8 12)")
     parser.add_argument("--search-widen", type=int, metavar="N",
                         help="from N images seen, the search stage compares FINAL_PX too (default: never)")
     parser.add_argument("--search-classes", type=int, metavar="K",
@@ -163,10 +158,6 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
         config.task = dataclasses.replace(config.task, search_soft=args.soft_assignment)
     if args.search_radius is not None:
         config.task = _with_search_radius(config.task, args.search_radius, box_size)
-    if args.search_radius_fsc is not None:
-        if not 0 <= args.search_radius_fsc < 1:
-            raise InputError("--search-radius-fsc", f"must be from 0 to below 1, got {args.search_radius_fsc:g}")
-        config.task = dataclasses.replace(config.task, search_radius_fsc=args.search_radius_fsc)
     if args.decoder:
         config.model.decoder = dataclasses.replace(config.model.decoder, kind=args.decoder)
     if args.hypotheses:

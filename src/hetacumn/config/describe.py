@@ -40,9 +40,6 @@ def _pose_stages(config: RunConfig) -> str:
         radius = f"grid radius {task.search_global_radius_px:g} px"
         if task.search_widen_images:
             radius += f", {task.search_final_radius_px:g} px from {task.search_widen_images:,} images"
-        elif task.search_radius_fsc > 0 and task.search_final_radius_px > task.search_global_radius_px:
-            radius += (f" growing to {task.search_final_radius_px:g} px as the reference's half-sets agree "
-                       f"(FSC {task.search_radius_fsc:g})")
         stages.append(f"poses searched ({radius}; soft assignment {task.search_soft}) for the first {search:,} images")
     if refine:
         origin = " searched against the decoder and" if task.refine_from_search else ""

@@ -84,9 +84,6 @@ class TaskConfig:
     # ... and in the search against the trained decoder (end of train, infer --search, the pose check): a sharp
     # decoder is compared safely beyond 8 px, where a forming reference is not (BENCHMARKS.md, "Final search radius")
     search_final_radius_px: float = 12.0
-    # the search stage's grid radius grows from search_global_radius_px towards search_final_radius_px as far as
-    # the consensus reference's two half-sets agree to this FSC (0 = fixed radius; tasks/search_task.py)
-    search_radius_fsc: float = 0.143
     search_widen_images: int = 0  # from this many images seen the search stage compares search_final_radius_px (0 = never)
     search_shift_step_px: float = 1.0  # shift grid step of the global search (extent: half the shift range)
     search_soft: SoftAssignment = "auto"  # on/off/auto (on below an estimated SNR of 1): backproject at every candidate, by posterior

@@ -14,14 +14,13 @@ Example usage::
 
 from __future__ import annotations
 
-import functools
 import numpy as np
 import torch
 
 from hetacumn.physics.fourier import fft3_centered
 from hetacumn.physics.grids import centered_indices
 
-__all__ = ["shell_indices", "fourier_shell_correlation", "transform_shell_correlation", "resolution_at", "resolution_at_angstrom", "au_fsc"]
+__all__ = ["shell_indices", "fourier_shell_correlation", "resolution_at", "resolution_at_angstrom", "au_fsc"]
 
 
 def shell_indices(box_size: int, device=None) -> torch.Tensor:
@@ -29,15 +28,6 @@ def shell_indices(box_size: int, device=None) -> torch.Tensor:
     offsets = centered_indices(box_size, device=device, dtype=torch.float64)
     z, y, x = torch.meshgrid(offsets, offsets, offsets, indexing="ij")
     return torch.floor(torch.sqrt(x**2 + y**2 + z**2) + 0.5).long()
-
-
-@functools.lru_cache(maxsize=4)
-def _shells_within_nyquist(box_size: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The shell of every voxel within Nyquist, and which voxels those are (flat); cached: the search stage asks
-    at every step."""
-    shells = shell_indices(box_size, device=device).flatten()
-    inside = shells < box_size // 2 + 1
-    return shells[inside], inside
 
 
 def _as_tensor(volume) -> torch.Tensor:
@@ -78,27 +68,17 @@ def fourier_shell_correlation(vol_a, vol_b, mask=None):
     if mask is not None:
         mask = _as_tensor(mask).to(a.device)
         a, b = a * mask, b * mask
-    ft_a, ft_b = fft3_centered(a.to(torch.float64)), fft3_centered(b.to(torch.float64))
-    freqs_px, fsc = transform_shell_correlation(ft_a, ft_b, input_dtypes)
-    if as_numpy:
-        return freqs_px.cpu().numpy(), fsc.cpu().numpy()
-    return freqs_px, fsc
-
-
-def transform_shell_correlation(ft_a: torch.Tensor, ft_b: torch.Tensor,
-                                input_dtypes: tuple[torch.dtype, torch.dtype] = (torch.float32, torch.float32)):
-    """:func:`fourier_shell_correlation` of two centred 3D transforms ``(D, D, D)`` (complex, same device);
-    ``input_dtypes``: the real types they were computed in (sets the rounding floor of an empty shell).
-    Returns float64 tensors ``freqs_px, fsc``."""
-    ft_a, ft_b = ft_a.to(torch.complex128), ft_b.to(torch.complex128)
-    box_size = ft_a.shape[-1]
+    box_size = a.shape[-1]
     n_shells = box_size // 2 + 1
-    shells, inside = _shells_within_nyquist(box_size, str(ft_a.device))
+    shells = shell_indices(box_size, device=a.device).flatten()
+    inside = shells < n_shells
+    shells = shells[inside]
 
     def shell_sum(values: torch.Tensor) -> torch.Tensor:
-        total = torch.zeros(n_shells, dtype=torch.float64, device=ft_a.device)
+        total = torch.zeros(n_shells, dtype=torch.float64, device=a.device)
         return total.index_add_(0, shells, values.flatten()[inside])
 
+    ft_a, ft_b = fft3_centered(a.to(torch.float64)), fft3_centered(b.to(torch.float64))
     cross = shell_sum((ft_a * ft_b.conj()).real)
     power_a, power_b = shell_sum(ft_a.abs() ** 2), shell_sum(ft_b.abs() ** 2)
     voxel_fraction = shell_sum(torch.ones_like(ft_a.real)) / ft_a.numel()
@@ -106,7 +86,10 @@ def transform_shell_correlation(ft_a: torch.Tensor, ft_b: torch.Tensor,
         power_b <= _roundoff_power(ft_b, input_dtypes[1]) * voxel_fraction
     )
     fsc = torch.where(empty, torch.zeros_like(cross), cross / torch.sqrt(power_a * power_b).clamp_min(1e-300))
-    return torch.arange(n_shells, dtype=torch.float64, device=ft_a.device) / box_size, fsc
+    freqs_px = torch.arange(n_shells, dtype=torch.float64, device=a.device) / box_size
+    if as_numpy:
+        return freqs_px.cpu().numpy(), fsc.cpu().numpy()
+    return freqs_px, fsc
 
 
 def _as_float_array(values) -> np.ndarray:

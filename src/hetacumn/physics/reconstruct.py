@@ -145,14 +145,6 @@ class BackprojectionAccumulator:
                 for flat_x, weight_x in parts[0]:
                     self.sums.index_add_(0, flat_zy + flat_x, samples * (weight_zy * weight_x)[:, None])
 
-    def fourier_volume(self, wiener_constant: float = DEFAULT_WIENER_CONSTANT) -> torch.Tensor:
-        """``sum(ctf * Y) / (sum(ctf^2) + c)`` on the centred ``P^3`` grid, complex (before the gridding
-        correction of :meth:`volume`)."""
-        size = self.padded_size
-        regulariser = wiener_constant / self.oversampling**3  # D^3 voxel -> P^3 voxel units
-        volume_ft = torch.view_as_complex(self.sums[:, :2] / (self.sums[:, 2:] + regulariser))
-        return volume_ft.reshape(size, size, size)
-
     def merged_with(self, other: BackprojectionAccumulator) -> BackprojectionAccumulator:
         """A new accumulator holding the sums of both (same box and oversampling)."""
         if (other.box_size, other.oversampling) != (self.box_size, self.oversampling):
@@ -169,7 +161,9 @@ class BackprojectionAccumulator:
         the ``D^3`` grid (roughly ``1 / SNR`` of one image); small values suit noiseless data.
         """
         size = self.padded_size
-        volume = ifft3_centered(self.fourier_volume(wiener_constant)).real
+        regulariser = wiener_constant / self.oversampling**3  # D^3 voxel -> P^3 voxel units
+        volume_ft = torch.view_as_complex(self.sums[:, :2] / (self.sums[:, 2:] + regulariser))
+        volume = ifft3_centered(volume_ft.reshape(size, size, size)).real
         start = size // 2 - self.box_size // 2
         end = start + self.box_size
         volume = volume[start:end, start:end, start:end]

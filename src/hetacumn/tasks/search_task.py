@@ -28,14 +28,11 @@ that plus ~5 deg of scatter z was not learned at those poses, confusion 0.38, wh
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.distributed as dist
 
 from hetacumn.config.schema import TaskConfig
 from hetacumn.data.images import Batch
-from hetacumn.metrics.fsc import resolution_at, transform_shell_correlation
 from hetacumn.models.model import HetModel
 from hetacumn.physics.fourier import fft3_centered
 from hetacumn.physics.reconstruct import BackprojectionAccumulator
@@ -74,40 +71,29 @@ INSERT_MARGIN_PX = 8.0
 _MIN_POSTERIOR = 1e-3  # candidate poses below this weight are not backprojected
 
 
-def _expanded(images, ctf, rotation, shift_px, weights, half):
+def _expanded(images, ctf, rotation, shift_px, weights):
     """One row per (image, candidate) whose weight reaches ``_MIN_POSTERIOR``; weights renormalised per image."""
     weights = torch.where(weights >= _MIN_POSTERIOR, weights, torch.zeros_like(weights))
     weights = weights / weights.sum(1, keepdim=True)
     image, candidate = torch.nonzero(weights, as_tuple=True)
     return (images[image], None if ctf is None else ctf[image], rotation[image, candidate],
-            None if shift_px is None else shift_px[image, candidate], weights[image, candidate], half[image])
-
-
-def _rows(values, keep):
-    return None if values is None else values[keep]
+            None if shift_px is None else shift_px[image, candidate], weights[image, candidate])
 
 
 class ReferenceVolume:
-    """Running backprojection with exponential forgetting, kept as two half-sets (the images alternate between
-    them) whose FSC tells how far out the reference holds signal; its state goes into checkpoints.
+    """Running backprojection with exponential forgetting; its state goes into checkpoints.
 
     In a distributed run every process adds its share of the batch and the increments are summed over
     the processes, so all of them hold the reference of the whole global batch.
     """
 
     def __init__(self, box_size: int, memory_images: int, device):
-        self.halves = [BackprojectionAccumulator(box_size, oversampling=1, device=device) for _ in range(2)]
+        self.accumulator = BackprojectionAccumulator(box_size, oversampling=1, device=device)
         self.memory_images = memory_images
-        self.next_half = 0  # the half-set of the next image inserted
-
-    @property
-    def accumulator(self) -> BackprojectionAccumulator:
-        """Both half-sets in one accumulator (a new one at each call)."""
-        return self.halves[0].merged_with(self.halves[1])
 
     @property
     def empty(self) -> bool:
-        return self.halves[0].count + self.halves[1].count == 0
+        return self.accumulator.count == 0
 
     def add(self, batch: Batch, rotation: torch.Tensor, shift_px: torch.Tensor | None, keep=slice(None),
             weights: torch.Tensor | None = None, max_radius_px: float | None = None) -> None:
@@ -127,54 +113,35 @@ class ReferenceVolume:
                    max_radius_px: float | None = None) -> None:
         """:meth:`add` for images ``(B, D, D)`` and CTF images ``(B, D, D)`` (or None) at hand."""
         image_count = len(images)
-        half = (self.next_half + torch.arange(image_count, device=images.device)) % 2
-        self.next_half = (self.next_half + image_count) % 2
         if weights is not None:
-            images, ctf, rotation, shift_px, weights, half = _expanded(images, ctf, rotation, shift_px, weights, half)
-        if _distributed():
-            count = torch.tensor([float(image_count)], device=self.halves[0].device)
-            dist.all_reduce(count)
-            image_count = int(count)
-        elif not len(images):  # a class may get no image of a batch
+            images, ctf, rotation, shift_px, weights = _expanded(images, ctf, rotation, shift_px, weights)
+        if not _distributed():
+            if len(images):  # a class may get no image of a batch
+                self.accumulator.sums *= max(0.0, 1.0 - image_count / self.memory_images)
+                self.accumulator.add(images, rotation, ctf=ctf, shift_px=shift_px, weights=weights,
+                                     max_radius_px=max_radius_px)
             return
-        kept = max(0.0, 1.0 - image_count / self.memory_images)
-        for index, accumulator in enumerate(self.halves):
-            rows = half == index
-            increment = BackprojectionAccumulator(accumulator.box_size, 1, accumulator.device)
-            if bool(rows.any()):
-                increment.add(images[rows], rotation[rows], ctf=_rows(ctf, rows), shift_px=_rows(shift_px, rows),
-                              weights=_rows(weights, rows), max_radius_px=max_radius_px)
-            if _distributed():
-                dist.all_reduce(increment.sums)
-            accumulator.sums = accumulator.sums * kept + increment.sums
-        self.halves[0].count += image_count
+        count = torch.tensor([float(image_count)], device=self.accumulator.device)
+        dist.all_reduce(count)
+        kept = self.accumulator.sums * max(0.0, 1.0 - float(count) / self.memory_images)
+        self.accumulator.sums = torch.zeros_like(kept)
+        if len(images):
+            self.accumulator.add(images, rotation, ctf=ctf, shift_px=shift_px, weights=weights,
+                                 max_radius_px=max_radius_px)
+        dist.all_reduce(self.accumulator.sums)
+        self.accumulator.sums += kept
+        self.accumulator.count += int(count) - len(images)
 
     def transform(self) -> torch.Tensor:
         """The centred 3-D transform of the current reconstruction."""
         return fft3_centered(self.accumulator.volume())
 
-    def resolved_radius_px(self, fsc_threshold: float, max_radius_px: float) -> float:
-        """The Fourier radius (px) where the FSC of the two half-sets' Wiener reconstructions first falls below
-        ``fsc_threshold``, looked for within ``max_radius_px`` (the answer when it does not fall within)."""
-        centre = self.halves[0].padded_size // 2
-        extent = min(centre, math.ceil(max_radius_px) + 2)  # only the shells within reach: ~30x faster at 64 px
-        crop = slice(centre - extent, centre + extent)
-        freqs, fsc = transform_shell_correlation(*(half.fourier_volume()[crop, crop, crop] for half in self.halves))
-        return min(max_radius_px, 2 * extent / resolution_at(freqs, fsc, fsc_threshold))  # frequencies of the crop
-
     def state_dict(self) -> dict:
-        return {"half_sums": torch.stack([half.sums for half in self.halves]), "next_half": self.next_half,
-                "count": self.halves[0].count + self.halves[1].count}
+        return {"sums": self.accumulator.sums, "count": self.accumulator.count}
 
     def load_state_dict(self, state: dict) -> None:
-        """The state of :meth:`state_dict` (never shared with the source); one saved before the half-sets
-        (``sums``) is split evenly between them."""
-        device = self.halves[0].device
-        halves = state["half_sums"] if "half_sums" in state else state["sums"].expand(2, -1, -1) / 2
-        for half, sums in zip(self.halves, halves):
-            half.sums = sums.to(device, copy=True)
-        self.halves[0].count, self.halves[1].count = state["count"], 0
-        self.next_half = state.get("next_half", 0)
+        self.accumulator.sums = state["sums"].to(self.accumulator.device, copy=True)  # never shared with the source
+        self.accumulator.count = state["count"]
 
 
 def split_images(config: TaskConfig) -> int:
@@ -237,6 +204,9 @@ class PoseSearchTask:
     def _search(self, reference: ReferenceVolume, target: torch.Tensor, context: StepContext):
         """Best pose and its error per image against one reference, and the coarse candidates."""
         half, ctf = context.half_plane, context.ctf_values
+        widen = 0 < self.config.search_widen_images <= context.images_seen
+        self.search.global_radius_px = (self.config.search_final_radius_px if widen
+                                        else self.config.search_global_radius_px)
         volume_ft = reference.transform()
         candidates = self.search.coarse_candidates(volume_ft, target, ctf, half)
         rotation, shift_px, error = self.search.refine_best(volume_ft, target, ctf, half, *candidates)
@@ -263,7 +233,6 @@ class PoseSearchTask:
 
         Returns the rotations, shifts and the class of every image (None before the classes start)."""
         phase, everyone = self._phase(context.images_seen), torch.arange(len(target), device=target.device)
-        self.search.global_radius_px = self.grid_radius_px(context.images_seen)
         if phase == "classes":
             found = [self._search(reference, target, context) for reference in self.references]
             labels = self._classes(torch.stack([error for _, _, error, _ in found], 1), context)
@@ -284,18 +253,6 @@ class PoseSearchTask:
                 self._add(reference, batch, target, context, found, torch.nonzero(labels == k).flatten())
         self._add(self.consensus, batch, target, context, found, everyone)
         return found[0], found[1], labels
-
-    def grid_radius_px(self, images_seen: int) -> float:
-        """The grid search's radius: ``search_global_radius_px``, widened up to ``search_final_radius_px`` as far
-        as the two half-sets of the consensus reference agree (FSC ``search_radius_fsc``), or from
-        ``search_widen_images`` on. Comparing frequencies the reference does not hold yet locks a wrong structure
-        in (BENCHMARKS.md, "Whitening and the grid radius"); a random start holds ~8 px."""
-        low, high = self.config.search_global_radius_px, self.config.search_final_radius_px
-        if 0 < self.config.search_widen_images <= images_seen:
-            return high
-        if self.config.search_radius_fsc <= 0 or high <= low or self.consensus.empty:
-            return low
-        return max(low, self.consensus.resolved_radius_px(self.config.search_radius_fsc, high))
 
     def _coefficients(self, batch: Batch, found, context: StepContext) -> torch.Tensor:
         return self.difference.coefficients(batch.images, batch.ctf_images(), found[0], found[1], self.consensus.accumulator.volume(),
@@ -323,10 +280,8 @@ class PoseSearchTask:
         enc = model.encode(batch.images)
         anchors = None if labels is None else class_anchors(len(self.references), enc.z_mu)
         z_target = None if anchors is None else anchors[labels]
-        out = explicit_pose_step(model, self.config, enc, self.image_task.latent(enc, context), target, rotation,
-                                 shift_px, context, z_target=z_target)
-        out.metrics["search_radius_px"] = float(self.search.global_radius_px)
-        return out
+        return explicit_pose_step(model, self.config, enc, self.image_task.latent(enc, context), target, rotation,
+                                  shift_px, context, z_target=z_target)
 
 
 def class_anchors(classes: int, z_mu: torch.Tensor | None) -> torch.Tensor | None:
