@@ -234,7 +234,8 @@ def test_resume_with_another_schedule(trained, capsys):
             "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--pose-search", "100"]
     run_bad_input(capsys, trained, argv, run / "checkpoint.pt",
                   r"checkpoint was trained with other settings \(task.pose_search_images: 4 -> 100; "
-                  r"task.refine_start_images: 4 -> 100\): resume with the flags the run started with$")
+                  r"task.search_widen_images: 2 -> 50; task.refine_start_images: 4 -> 100\): resume with the flags "
+                  r"the run started with$")
 
 
 def test_unknown_method(trained, capsys):

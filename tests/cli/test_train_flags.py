@@ -24,7 +24,10 @@ def test_stage_flags_set_the_task_config():
     assert _config("--search-radius", "12").task.search_global_radius_px == 12.0
     task = _config("--search-radius", "6", "14", "--search-widen", "20000").task
     assert (task.search_global_radius_px, task.search_final_radius_px, task.search_widen_images) == (6.0, 14.0, 20000)
-    assert (_config().task.search_final_radius_px, _config().task.search_widen_images) == (12.0, 0)
+    # the default widens half-way through the search stage; 0 never
+    assert (_config().task.search_final_radius_px, _config().task.search_widen_images) == (12.0, 20_000)
+    assert _config("--pose-search", "9000").task.search_widen_images == 4500
+    assert _config("--search-widen", "0").task.search_widen_images == 0
 
 
 def test_search_radius_beyond_half_the_box_is_refused():

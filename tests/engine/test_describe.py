@@ -12,7 +12,8 @@ def test_default_schedule_in_words():
     config = with_search_stage(preset("hetacumn", box_size=64), 40_000)
     config.train = dataclasses.replace(config.train, epochs=5, max_minutes=20)
     assert describe_schedule(config, n_train=4000) == (
-        "hetacumn, 5 epochs of 4,000 images (20,000 images); poses searched (grid radius 8 px; soft assignment auto) "
+        "hetacumn, 5 epochs of 4,000 images (20,000 images); poses searched (grid radius 8 px, 12 px from 20,000 images; "
+        "soft assignment auto) "
         "for the first 40,000 images, then a pose per particle refined by 1 Adam step(s) per visit from 40,000 images "
         "seen, then a last search against the trained decoder (grid radius 12 px); consensus phase (z from the prior) for the first 40,000 images; frequency marching from 6 px, +1 px per "
         "1,500 images; time limit 20 min")

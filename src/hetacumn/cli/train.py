@@ -73,7 +73,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="Fourier radius (px of the training box) compared in the grid search over all poses: "
                              "PX [FINAL_PX], in the search stage and against the trained decoder (default: 8 12)")
     parser.add_argument("--search-widen", type=int, metavar="N",
-                        help="from N images seen, the search stage compares FINAL_PX too (default: never)")
+                        help="from N images seen, the search stage compares FINAL_PX too (default: half the search "
+                             "stage; 0 = never)")
     parser.add_argument("--search-classes", type=int, metavar="K",
                         help="search stage: split the reference into K classes after a third of the stage (3-D "
                              "classification); the encoder learns the classes as a start for z; the consensus "

@@ -87,13 +87,14 @@ def default_search_images(n_train: int, epochs: int) -> int:
 
 def with_search_stage(config: RunConfig, search_images: int = DEFAULT_SEARCH_IMAGES) -> RunConfig:
     """``config`` with the ab initio schedule: poses searched against a running backprojection for the first
-    ``search_images`` images (the encoder learns them), then a pose per particle refined by one Adam step per
-    visit; the preset's consensus phase ends with the search at the latest. 0 leaves ``config`` unchanged."""
+    ``search_images`` images (the encoder learns them; its grid search compares the final radius from half of
+    them on), then a pose per particle refined by one Adam step per visit; the preset's consensus phase ends with
+    the search at the latest. 0 leaves ``config`` unchanged."""
     if search_images <= 0:
         return config
     consensus = min(config.task.consensus_images, search_images)
     task = dataclasses.replace(config.task, pose_search_images=search_images, refine_start_images=search_images,
-                               refine_steps=1, consensus_images=consensus)
+                               refine_steps=1, consensus_images=consensus, search_widen_images=search_images // 2)
     train = config.train
     if train.marching_images_per_px > 0:  # CPU presets; on a GPU the decoder sees all frequencies from the start
         train = dataclasses.replace(train, marching_images_per_px=SEARCH_MARCHING_IMAGES_PER_PX)

@@ -84,7 +84,10 @@ class TaskConfig:
     # ... and in the search against the trained decoder (end of train, infer --search, the pose check): a sharp
     # decoder is compared safely beyond 8 px, where a forming reference is not (BENCHMARKS.md, "Final search radius")
     search_final_radius_px: float = 12.0
-    search_widen_images: int = 0  # from this many images seen the search stage compares search_final_radius_px (0 = never)
+    # from this many images seen the search stage compares search_final_radius_px (0 = never; with_search_stage:
+    # half the stage). Early, with a forming reference, 12 px locks a wrong structure in; from half the stage it
+    # helps (BENCHMARKS.md, "The search stage's grid radius widened half-way")
+    search_widen_images: int = 0
     search_shift_step_px: float = 1.0  # shift grid step of the global search (extent: half the shift range)
     search_soft: SoftAssignment = "auto"  # on/off/auto (on below an estimated SNR of 1): backproject at every candidate, by posterior
     # 3-D classification in the search stage (tasks/search_task.py): from search_split_images (0 = a third of

@@ -280,8 +280,10 @@ class PoseSearchTask:
         enc = model.encode(batch.images)
         anchors = None if labels is None else class_anchors(len(self.references), enc.z_mu)
         z_target = None if anchors is None else anchors[labels]
-        return explicit_pose_step(model, self.config, enc, self.image_task.latent(enc, context), target, rotation,
-                                  shift_px, context, z_target=z_target)
+        out = explicit_pose_step(model, self.config, enc, self.image_task.latent(enc, context), target, rotation,
+                                 shift_px, context, z_target=z_target)
+        out.metrics["search_radius_px"] = float(self.search.global_radius_px)
+        return out
 
 
 def class_anchors(classes: int, z_mu: torch.Tensor | None) -> torch.Tensor | None:
