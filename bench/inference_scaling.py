@@ -27,7 +27,7 @@ import peers
 import peers_cryodrgn as drgn
 import numpy as np
 import torch
-from accuracy import code_version, machine_line, simulate, write_section
+from accuracy import APIX, code_version, machine_line, simulate, write_section
 
 from hetacumn.io.particles import load_particles
 from hetacumn.io.star import write_particles_star
@@ -71,11 +71,11 @@ def subset_star(data: Path, n: int, out: Path) -> Path:
                                 overwrite=True)
 
 
-def searched(checkpoint: Path, data: Path, n: int, out: Path, box: int) -> dict:
+def searched(checkpoint: Path, data: Path, n: int, out: Path, box: int, device: str) -> dict:
     """``hetacumn infer --search`` on the first ``n`` images: cost per image and median rotation error."""
     star = subset_star(data, n, out / "subset")
     child = peers.checked(peers.hetacumn_cli("infer", str(checkpoint), str(star), "-o", str(out / "run"), "--search",
-                                             "--device", "cpu", "--overwrite"), out / "infer_search.log")
+                                             "--device", device, "--overwrite"), out / "infer_search.log")
     rotations, shifts = drgn.load_pickle(data / "truth" / "poses.pkl")
     with open(out / "subset_truth.pkl", "wb") as handle:
         pickle.dump((rotations[:n], shifts[:n]), handle)
@@ -118,6 +118,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train-vae-max", type=int, default=100_000, help="eval_images only up to this size")
     parser.add_argument("--search-images", type=int, default=1000, help="images of `infer --search` (0: none)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="hetacumn's device (default: cuda when present); cryoDRGN takes the GPU by itself")
+    parser.add_argument("--tag", default="", help="a BENCHMARKS.md section of its own")
     parser.add_argument("--box", type=int, default=64)
     parser.add_argument("--snr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
@@ -125,7 +128,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--benchmarks", type=Path, default=Path(__file__).resolve().parents[1] / "BENCHMARKS.md")
     args = parser.parse_args()
     args.sizes = sorted(int(n) for n in args.sizes.split(","))
-    args.device, args.n_images = "cpu", None
+    args.n_images, args.apix = None, APIX
     return args
 
 
@@ -143,7 +146,7 @@ def main() -> int:
         print(rows[-1], flush=True)
         if args.search_images and searched_row is None:
             found = searched(args.hetacumn_checkpoint, data, args.search_images,
-                             args.workdir / "inference" / f"{data.name}_search", args.box)
+                             args.workdir / "inference" / f"{data.name}_search", args.box, args.device)
             searched_row = (f"`hetacumn infer --search` on the first {found['n']} images of the {n:,}: "
                             f"{found['wall_s']:.0f} s in all; ms per image: "
                             f"{', '.join(f'{part} {ms:.1f}' for part, ms in found['ms_per_image'].items())}; "
@@ -151,23 +154,27 @@ def main() -> int:
             print(searched_row, flush=True)
         if args.train_vae_run is not None and n <= args.train_vae_max:
             epochs = [epoch for _, epoch in drgn.checkpoints(args.train_vae_run, "cryodrgn-train_vae", 0.0)]
-            vae = peers.Run("cryodrgn-train_vae", data, args.train_vae_run, [peers.Snapshot(0.0, max(epochs))])
-            rows.append(row("cryodrgn eval_images (train_vae)", peers.infer_at(vae, data, args)))
+            if not epochs:
+                rows.append(f"| cryodrgn eval_images (train_vae) | {n} | no train_vae checkpoint to infer with | | | | |")
+            else:
+                vae = peers.Run("cryodrgn-train_vae", data, args.train_vae_run, [peers.Snapshot(0.0, max(epochs))])
+                rows.append(row("cryodrgn eval_images (train_vae)", peers.infer_at(vae, data, args)))
             print(rows[-1], flush=True)
         if args.abinit_run is not None:
             estimate = {"n": n, "estimated_s": None if rate is None else n / rate, "lower_bound": upper}
             rows.append(row("cryodrgn abinit", estimate))
     command = f"OMP_NUM_THREADS={args.threads} .venv/bin/python bench/inference_scaling.py {shlex.join(sys.argv[1:])}"
+    section = SECTION if not args.tag else f"{SECTION[:-1]}, {args.tag})"
     body = "\n\n".join([
-        SECTION, f"Command: `{command}`",
-        f"Machine: {machine_line('cpu')}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}.",
+        section, f"Command: `{command}`",
+        f"Machine: {machine_line(args.device)}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}.",
         "\n".join([HEADER, *rows]), *([searched_row] if searched_row else []),
         ("Rates include each process's start-up (imports, loading the model, opening the stack). cryoDRGN abinit: "
          f"{_rate_text(rate, upper)} from its run's log "
          f"({args.abinit_run}); eval_images gives z only (the poses are given). Stacks above 4 GiB are read "
          "out of core by hetacumn (memory-mapped, in chunks)."),
     ]) + "\n"
-    write_section(args.benchmarks, body, SECTION)
+    write_section(args.benchmarks, body, section)
     print(body)
     return 0
 

@@ -171,7 +171,7 @@ def train_ours(data: Path, method: str, args: argparse.Namespace) -> Run:
         watcher, stops = CheckpointWatcher(run, offset_s), _limit_stops(run.folder)
         child = checked(hetacumn_cli("train", str(data / "particles.star"), "-o", str(run.folder), "--method", OURS,
                                      "--seed", str(args.seed), "--max-minutes", f"{budget_min - previous_min:g}",
-                                     "--device", "cpu", *given, *resume),
+                                     "--device", args.device, *given, *resume),
                         run.folder.parent / f"{run.folder.name}_{budget_min:g}min.log",
                         budget_s=(budget_min - previous_min) * 60 + 900 + final_pass_s,
                         on_tick=watcher)
@@ -249,7 +249,7 @@ def score_snapshot(run: Run, snapshot: Snapshot, args: argparse.Namespace) -> di
         folder = snapshot.key
         if not (folder / "infer" / "poses.pkl").is_file():
             run_cli(["infer", str(folder / "checkpoint.pt"), str(run.data / "particles.star"), "-o",
-                     str(folder / "infer"), "--device", "cpu", "--overwrite"], folder / "infer.log")
+                     str(folder / "infer"), "--device", args.device, "--overwrite"], folder / "infer.log")
         poses, z = folder / "infer" / "poses.pkl", folder / "infer" / "z.npy"
         volumes = class_volumes(folder, np.load(z), labels, args)
         class_paths = [folder / "class_volumes" / f"vol_{k:03d}.mrc" for k in range(len(volumes))]
@@ -288,7 +288,7 @@ def infer_at(run: Run, data: Path, args: argparse.Namespace) -> dict:
     if run.method in (OURS, OURS_AT_POSES):
         checkpoint = run.folder / "checkpoint.pt"
         child = checked(hetacumn_cli("infer", str(checkpoint), str(data / "particles.star"), "-o", str(out / "run"),
-                                     "--device", "cpu", "--overwrite"), out / "infer.log")
+                                     "--device", args.device, "--overwrite"), out / "infer.log")
         poses, z = out / "run" / "poses.pkl", out / "run" / "z.npy"
     elif run.method == "cryodrgn-train_vae":
         inputs = drgn.prepare_inputs(data, args.box, checked)
@@ -351,6 +351,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent / "out" / "peers")
     parser.add_argument("--benchmarks", type=Path, default=Path(__file__).resolve().parents[1] / "BENCHMARKS.md")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="hetacumn's device (simulation, training, inference; default: cuda when present); "
+                             "cryoDRGN takes the GPU by itself when torch sees one")
     parser.add_argument("--smoke", action="store_true", help="tiny scale: " + ", ".join(f"{k} {v}" for k, v in SMOKE.items()))
     args = parser.parse_args()
     if args.smoke:
@@ -363,7 +366,7 @@ def parse_args() -> argparse.Namespace:
     unknown = sorted(set(args.datasets) - set(DATASETS)) + sorted(set(args.methods + args.amortization_methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown dataset or method: {', '.join(unknown)}")
-    args.device = "cpu"
+    args.apix = APIX  # bench/accuracy.py's simulate() and shift range
     return args
 
 

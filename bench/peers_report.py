@@ -113,9 +113,13 @@ AMORTIZATION_HEADER = ("| method | images | training: time to target (min) | inf
                        "confusion error |\n" + "|---" * 8 + "|")
 
 
-def notes(inputs_checks: dict, versions: str, smoke: bool) -> list[str]:
-    facts = [(f"cryoDRGN: {versions}, installed from PyPI into bench/.peers-venv after pinning torch to hetacumn's "
-             "version (cryoDRGN's requirements accept it, so both use the same CPU build of torch).")]
+def notes(inputs_checks: dict, versions: str, smoke: bool, device: str = "cpu") -> list[str]:
+    on_gpu = device.startswith("cuda")
+    install = ("installed from PyPI wheels (no dependencies resolved) beside the GPU machine's own torch, which "
+               "hetacumn uses too (bench/gpu_peers.sh)" if on_gpu else
+               "installed from PyPI into bench/.peers-venv after pinning torch to hetacumn's version (cryoDRGN's "
+               "requirements accept it, so both use the same CPU build of torch)")
+    facts = [f"cryoDRGN: {versions}, {install}."]
     for name, inputs in inputs_checks.items():
         facts.append(f"{name}: `cryodrgn parse_ctf_star` reproduces truth/ctf.pkl to {inputs.ctf_max_abs_diff:.2g} "
                      f"(largest difference); `parse_pose_star` on a RELION 3.1 STAR of the true poses (written by "
@@ -130,7 +134,9 @@ def notes(inputs_checks: dict, versions: str, smoke: bool) -> list[str]:
         ("cryoDRGN runs with `--num-workers 0` (one process: no loader processes competing for the 2 cores, and "
         "its peak memory is that of the one process), `--no-analysis`, `abinit --checkpoint 1` (a checkpoint "
         "every epoch); otherwise its defaults (abinit: 30 epochs, pose search over a ±20 px shift grid; "
-        "train_vae: 20 epochs, 1024-wide networks). On CPU its automatic mixed precision turns itself off (warning)."),
+        "train_vae: 20 epochs, 1024-wide networks). " + ("On the GPU it uses the GPU by itself, with its automatic "
+        "mixed precision; hetacumn trains in bfloat16 autocast there (its `train.amp`)." if on_gpu else
+        "On CPU its automatic mixed precision turns itself off (warning).")),
         ("Budgets: each cryoDRGN run is one process stopped (SIGTERM) at the largest budget; a budget's checkpoint is "
         "the last epoch completely written by then. hetacumn runs `hetacumn train --max-minutes` once per budget, "
         "resuming the previous checkpoint; its trainer's clock starts after the data are loaded, so its budget "
@@ -171,14 +177,14 @@ def section(args, main_runs: list[tuple], amortized: list[dict], bound: dict, in
              (f"Budgets {', '.join(f'{b:g}' for b in args.budgets)} min, {args.threads} threads per process, "
               f"{args.jobs} {'method trains' if args.jobs == 1 else 'methods train'} at a time. "
              f"Datasets: {datasets}."),
-             f"Machine: {machine_line('cpu')}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}.",
+             f"Machine: {machine_line(args.device)}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}.",
              "Accuracy at each budget (the last checkpoint within it):", "\n".join([ACCURACY_HEADER, *accuracy_rows]),
              "Time to target and costs:", "\n".join([COST_HEADER, *cost_rows])]
     if amortized:  # none with --amortization-methods ''
         lines += [(f"Amortization on the '{args.amortization_dataset}' dataset (trained at every size but the "
                    "largest; inference with the run of the largest trained size):"),
                   "\n".join([AMORTIZATION_HEADER, *(amortization_row(row, args) for row in amortized)])]
-    lines += [f"FLOP bound: {flops.describe(bound)}.", "Notes, stated as facts:", "\n".join(notes(inputs_checks, versions, args.smoke))]
+    lines += [f"FLOP bound: {flops.describe(bound)}.", "Notes, stated as facts:", "\n".join(notes(inputs_checks, versions, args.smoke, args.device))]
     return "\n\n".join(lines) + "\n"
 
 
