@@ -129,7 +129,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     device: str = "cpu"
-    amp: bool = True  # used on CUDA only
+    amp: bool = True  # CUDA only: bfloat16 autocast of the encoder and decoder layers (physics stays float32)
     train_subset: int = 0  # 0 = all images
     marching_start_px: int = 6  # frequency marching: mask radius at the start (px)
     marching_images_per_px: int = 20_000  # images seen per extra px of radius (0 = no marching)

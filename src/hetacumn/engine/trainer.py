@@ -18,7 +18,6 @@ Example usage::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -111,6 +110,7 @@ class Trainer:
         # ranks draw different random poses; rank 0 draws what a single process would
         self.generator = torch.Generator().manual_seed(config.train.seed + self.rank)
         self.model = HetModel(config.model).to(self.device)
+        self.model.mixed_precision = self.device.type == "cuda" and config.train.amp
         with torch.no_grad():  # decoders emit O(1) values; the envelope starts at the data's amplitude
             self.model.decoder.log_envelope.copy_(torch.log(torch.from_numpy(data.stats.radial_amplitude)))
         if self.world_size > 1:
@@ -219,11 +219,6 @@ class Trainer:
                         search_reference=None if self.search_task is None else self.search_task.state_dict(),
                         latent_direction=None if self.latent_direction is None else self.latent_direction.state_dict())
 
-    def _autocast(self):
-        if self.device.type == "cuda" and self.config.train.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def train_step(self, batch_index: np.ndarray) -> dict[str, float]:
         """One optimiser step on the global batch ``batch_index`` (this process trains on its share)."""
         local_index = np.array_split(batch_index, self.world_size)[self.rank]
@@ -237,8 +232,7 @@ class Trainer:
                               self.generator, z_known=self._known_latent(stage, local_index))
         self.optimizer.zero_grad(set_to_none=True)
         task = {"search": self.search_task, "refine": self.refine_task, "encoder": self.image_task}[stage]
-        with self._autocast():
-            out = task.step(self.model, batch, context)
+        out = task.step(self.model, batch, context)
         if stage == "search" and self.pose_table is not None:  # the refinement stage starts from searched poses
             self.pose_table.set_poses(local_index, out.rotation, out.shift_px)
         if not torch.isfinite(out.loss):
@@ -297,8 +291,7 @@ class Trainer:
 
     def _pose_step(self, batch, context: StepContext, z_sample, share: float = 1.0) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)  # decoder grads stay None: Adam leaves it untouched
-        with self._autocast():
-            out = self.pose_task.step(self.model, batch, context, z_sample)
+        out = self.pose_task.step(self.model, batch, context, z_sample)
         if not torch.isfinite(out.loss):
             raise TrainingDiverged(f"the pose loss became {float(out.loss)} at step {self.progress['steps_done']}")
         self._backward(out.loss, share)

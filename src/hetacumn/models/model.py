@@ -12,6 +12,7 @@ Example usage::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import torch
@@ -27,6 +28,11 @@ from hetacumn.physics.grids import fourier_grid_3d
 
 
 class HetModel(nn.Module):
+    # bfloat16 autocast of the encoder's and decoder's layers (the trainer sets it on CUDA from train.amp). Only
+    # the networks: the physics around them (rotated coordinates, phase ramps, CTF, backprojection, pose
+    # search) stays float32, where bfloat16's 8-bit mantissa would misplace a 32-px phase ramp by ~0.1 rad.
+    mixed_precision = False
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -35,14 +41,21 @@ class HetModel(nn.Module):
         self.encoder = Encoder(config.encoder, config.box_size, zdim, config.shift_range_px)
         self.decoder = build_decoder(config.decoder, config.box_size, zdim)
 
+    def _networks(self, device: torch.device):
+        if not self.mixed_precision:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+
     def encode(self, images: torch.Tensor) -> EncoderOutput:
-        return self.encoder(images)
+        with self._networks(images.device):
+            return self.encoder(images)  # its heads return float32
 
     def slices(self, rotations: torch.Tensor, z: torch.Tensor | None, half: HalfPlane) -> torch.Tensor:
         """Decoded central slices at the half-plane points: ``(B, M)`` complex."""
         plane = torch.cat([half.coords, torch.zeros_like(half.coords[:, :1])], dim=-1).to(rotations.dtype)
         coords = plane @ rotations  # row form of A^T k: (B, M, 3)
-        return self.decoder(coords, z)
+        with self._networks(coords.device):
+            return self.decoder(coords, z)  # complex64
 
     def render(self, rotations, shift_px, z, ctf_values, half: HalfPlane) -> torch.Tensor:
         """Predicted image transforms at the half-plane points: CTF x slice x phase ramp for ``T(-shift)``."""
