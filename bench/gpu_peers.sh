@@ -16,6 +16,8 @@ BUDGET_MIN=${BUDGET_MIN:-4}
 INFER_SIZES=${INFER_SIZES:-20000,100000}
 TOTAL_S=${TOTAL_S:-560}
 TAG=${TAG:-gpu}
+METHODS=${METHODS:-hetacumn,cryodrgn-abinit-het,cryodrgn-train_vae}
+SKIP_CHECK=${SKIP_CHECK:-0}  # 1: no CUDA path check (a rerun on a lease already checked)
 WORK=bench/out/gpu_work
 mkdir -p "$OUT" "$WORK"
 exec > >(tee "$OUT/log.txt") 2>&1
@@ -44,11 +46,12 @@ fi
 export PYTHONPATH=$PWD/src:$PWD/bench${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-bench/.peers-venv/bin/cryodrgn --version 2>&1 | tail -1
+case $METHODS in *cryodrgn*) bench/.peers-venv/bin/cryodrgn --version 2>&1 | tail -n 3 \
+    && bench/.peers-venv/bin/cryodrgn --version >/dev/null 2>&1 || { echo "cryoDRGN does not start"; exit 1; } ;; esac
 
-step "hetacumn's $DEVICE path on 600 images"
 check=$WORK/check
 hc() { timeout "$(left)" "$PY" -m hetacumn.cli.main "$@"; }
+[ "$SKIP_CHECK" = 1 ] || { step "hetacumn's $DEVICE path on 600 images"
 hc simulate -o "$check/data" --n-images 600 --box 32 --apix 5 --snr 1 --seed 0 --device "$DEVICE" --overwrite \
     --proportions 0.5,0.5 > "$check.simulate.log" 2>&1 \
   && hc train "$check/data/particles.star" -o "$check/run" --max-minutes 0.3 --device "$DEVICE" --overwrite \
@@ -60,11 +63,11 @@ hc simulate -o "$check/data" --n-images 600 --box 32 --apix 5 --snr 1 --seed 0 -
   || { tail -n 25 "$check".*.log; echo "hetacumn's $DEVICE path failed"; exit 1; }
 grep -h "images/s\|final poses\|stopped after" "$check/run/run.log" | tail -n 4
 "$PY" -c "import json; m = json.load(open('$check/metrics.json')); print('check: median rotation error',
-           round(m['poses']['rotation']['median_angle_deg'], 1), 'deg after 0.3 min')"
+           round(m['poses']['rotation']['median_angle_deg'], 1), 'deg after 0.3 min')"; }
 
 step "bench/peers.py: $N_IMAGES images, budget $BUDGET_MIN min (limit $(left) s)"
 timeout "$(left)" "$PY" bench/peers.py --datasets two --n-images "$N_IMAGES" \
-    --methods hetacumn,cryodrgn-abinit-het,cryodrgn-train_vae --budgets "$BUDGET_MIN" --amortization-methods '' \
+    --methods "$METHODS" --budgets "$BUDGET_MIN" --amortization-methods '' \
     --max-scored 3 --threads 4 --jobs 3 --device "$DEVICE" --tag "$TAG" --workdir "$WORK/peers"
 echo "peers.py exited with $?"
 
