@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # hetacumn and cryoDRGN side by side on a lent GPU machine (the workplace's `device` tool), in one call:
-#   1. installs the wheels carried in .whl (cryoDRGN 4.3.1 and what the machine's image lacks; BENCHMARKS.md
-#      gives the download command) beside the image's own torch, and points bench/.peers-venv at them;
+#   1. installs the wheels carried in .whl (cryoDRGN 4.3.1 and what the machine's image lacks: the list and the
+#      download command are bench/gpu_wheels.txt) beside the image's own torch; bench/.peers-venv points at them;
 #   2. checks hetacumn's CUDA path on a tiny set (simulate, train, infer, volume) and stops there if it fails;
 #   3. bench/peers.py on the two-state set (one budget: the lease is 15 minutes of device time in all);
 #   4. bench/inference_scaling.py with the models it trained, while time is left.
