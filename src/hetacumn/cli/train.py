@@ -75,6 +75,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search-widen", type=int, metavar="N",
                         help="from N images seen, the search stage compares FINAL_PX too (default: half the search "
                              "stage; 0 = never)")
+    parser.add_argument("--search-starts", type=int, metavar="K",
+                        help="search stage: K starts from different seeds each train the first 8,000 images; the "
+                             "one whose model fits its images best goes on (1 = one start)")
     parser.add_argument("--search-classes", type=int, metavar="K",
                         help="search stage: split the reference into K classes after a third of the stage (3-D "
                              "classification); the encoder learns the classes as a start for z; the consensus "
@@ -147,6 +150,10 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
         if value is not None and value < 0:
             raise InputError(flag, f"must be 0 or more, got {value}")
     config.task = dataclasses.replace(config.task, **{name: v for name, v in task_flags.values() if v is not None})
+    if args.search_starts is not None:
+        if args.search_starts < 1:
+            raise InputError("--search-starts", f"must be at least 1, got {args.search_starts}")
+        config.task = dataclasses.replace(config.task, search_starts=args.search_starts)
     if args.search_classes is not None:
         _use_search_classes(config, args)
     if args.poses:

@@ -40,7 +40,12 @@ def _pose_stages(config: RunConfig) -> str:
         radius = f"grid radius {task.search_global_radius_px:g} px"
         if task.search_widen_images:
             radius += f", {task.search_final_radius_px:g} px from {task.search_widen_images:,} images"
-        stages.append(f"poses searched ({radius}; soft assignment {task.search_soft}) for the first {search:,} images")
+        starts = ""
+        if task.search_starts > 1 and search > task.search_start_images:
+            starts = (f" from {task.search_starts} starts (the one fitting its images best after "
+                      f"{task.search_start_images:,} images goes on)")
+        stages.append(f"poses searched ({radius}; soft assignment {task.search_soft}){starts} "
+                      f"for the first {search:,} images")
     if refine:
         origin = " searched against the decoder and" if task.refine_from_search else ""
         stages.append(f"a pose per particle{origin} refined by {task.refine_steps} Adam step(s) per visit from "

@@ -76,6 +76,11 @@ class TaskConfig:
     # shifts, then local refinement) against a running backprojection, and the encoder learns them.
     pose_search_images: int = 0  # 0 = off (purely amortized from the start)
     search_seed_images: int = 10  # images at random poses that start the reference (an asymmetric start)
+    # several starts (engine/starts.py): search_starts runs from different seeds each train the first
+    # search_start_images images; the one whose model fits its images best goes on (a start can lock a wrong
+    # structure in: BENCHMARKS.md, "Several starts of the search stage")
+    search_starts: int = 1
+    search_start_images: int = 8000
     search_memory_images: int = 850  # the reference forgets exponentially with this many images
     search_rotations: int = 4608  # super-Fibonacci grid; median spacing 7.6 deg
     search_candidates: int = 8  # best grid poses per image that are refined

@@ -94,6 +94,15 @@ def rank_zero_decides(flag: bool) -> bool:
     return bool(value.item())
 
 
+def rank_zero_index(index: int) -> int:
+    """Rank 0's ``index`` in every process (e.g. a choice made from files only rank 0 writes)."""
+    if not is_distributed():
+        return index
+    value = torch.tensor([index], device="cuda" if dist.get_backend() == "nccl" else None)
+    dist.broadcast(value, src=0)
+    return int(value.item())
+
+
 def broadcast_module_(module: nn.Module) -> None:
     """Copy rank 0's parameters and buffers into every process (identical starts)."""
     if is_distributed():

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hetacumn.config.describe import describe_schedule
 from hetacumn.config.io import save_config
 from hetacumn.config.schema import RunConfig
 from hetacumn.data.contrast import describe_contrast
@@ -24,6 +25,7 @@ from hetacumn.data.images import ParticleImages, describe_whitening
 from hetacumn.data.variability import LatentDirection
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint
+from hetacumn.engine.starts import continue_best_start, uses_starts
 from hetacumn.engine.inference import POSE_CHECK_IMAGES, Inference, infer, pose_disagreement_deg
 from hetacumn.engine.trainer import Trainer, check_resumable, max_radius_px
 from hetacumn.errors import InputError, first_line
@@ -146,6 +148,8 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
     if not distributed.is_main():  # no barrier after: a long inference would outlast NCCL's timeout
         if state is not None:
             trainer.resume(checkpoint, state)
+        elif uses_starts(config):
+            continue_best_start(trainer, given_poses)
         trainer.fit()
         return None
     with _logging_to_file(outdir):
@@ -159,6 +163,9 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
         if data.particles.ctf is None:
             log.info("no CTF: the images are modelled as plain projections")
         save_config(config, outdir / "config.json")
+        log.info("schedule: %s", describe_schedule(config, len(trainer.indices)))
+        if state is None and uses_starts(config):
+            continue_best_start(trainer, given_poses)
         trainer.fit()
         search = (pose_search_from_config(config.task, config.model.shift_range_px, final=True)
                   if config.task.pose_search_images > 0 else None)

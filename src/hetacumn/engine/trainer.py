@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hetacumn.config.describe import describe_schedule
 from hetacumn.config.schema import RunConfig
 from hetacumn.data.images import ParticleImages
 from hetacumn.data.order import epoch_order
@@ -98,17 +97,22 @@ def check_resumable(state: dict, checkpoint_path: Path, config: RunConfig) -> No
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, data: ParticleImages, outdir: Path, given_poses: IOPoseTable | None = None):
+    def __init__(self, config: RunConfig, data: ParticleImages, outdir: Path, given_poses: IOPoseTable | None = None,
+                 seed_offset: int = 0):
         """``given_poses`` (with ``config.data.poses`` set): every image trains at its given pose, kept in the
-        pose table (and refined there when ``task.refine_steps`` > 0) instead of searched or predicted."""
+        pose table (and refined there when ``task.refine_steps`` > 0) instead of searched or predicted.
+        ``seed_offset``: another start of the same run (engine/starts.py): other initial weights, random draws
+        and data order, the same configuration and trained images."""
         self.config = config
+        self.seed = config.train.seed + seed_offset
+        self.time_spent_s = 0.0  # counted against train.max_minutes (the starts before this trainer)
         self.data = data
         self.outdir = Path(outdir)
         self.device = distributed.process_device(torch.device(config.train.device))
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
-        torch.manual_seed(config.train.seed)
+        torch.manual_seed(self.seed)
         # ranks draw different random poses; rank 0 draws what a single process would
-        self.generator = torch.Generator().manual_seed(config.train.seed + self.rank)
+        self.generator = torch.Generator().manual_seed(self.seed + self.rank)
         self.model = HetModel(config.model).to(self.device)
         self.model.mixed_precision = self.device.type == "cuda" and config.train.amp
         with torch.no_grad():  # decoders emit O(1) values; the envelope starts at the data's amplitude
@@ -133,7 +137,8 @@ class Trainer:
         self.refine_task = (None if self.pose_table is None
                             else PoseRefinementTask(config.task, self.image_task, self.pose_table))
         self.indices = train_indices(len(data), t.train_subset, t.seed)
-        self.progress = {"epoch": 0, "step": 0, "epoch_images": 0, "images_seen": 0, "steps_done": 0}
+        self.progress = {"epoch": 0, "step": 0, "epoch_images": 0, "images_seen": 0, "steps_done": 0,
+                         "seed_offset": seed_offset}
         self._half_planes: dict[float, HalfPlane] = {}
         self.latent_start: np.ndarray | None = None  # z[0] held per image (NaN: none) once the table's stage begins
         self.latent_direction: LatentDirection | None = None  # what gives other images their z[0] (rank 0)
@@ -188,6 +193,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = dict(state["progress"])
+        self.seed = self.config.train.seed + self.progress.setdefault("seed_offset", 0)  # the start that went on
         # checkpoints before epoch_images existed were written by one process
         self.progress.setdefault("epoch_images", self.progress["step"] * state["run_config"].train.batch_size)
         self.progress["step"] = math.ceil(self.progress["epoch_images"] / self.global_batch_size)
@@ -205,7 +211,7 @@ class Trainer:
             self.latent_start = np.load(latent_start_path(self.outdir))
             self.latent_direction = LatentDirection.from_state_dict(state.get("latent_direction"))
         if self.rank > 0:  # the checkpoint holds rank 0's stream; the others start fresh, still distinct
-            self.generator.manual_seed(self.config.train.seed + self.rank + 7919 * self.progress["images_seen"])
+            self.generator.manual_seed(self.seed + self.rank + 7919 * self.progress["images_seen"])
         log.info("resumed from %s at epoch %d, %d images seen", checkpoint_path, self.progress["epoch"] + 1,
                  self.progress["images_seen"])
 
@@ -299,7 +305,8 @@ class Trainer:
         self.optimizer.step()
         return out.metrics
 
-    def fit(self) -> None:
+    def fit(self, stop_at_images: int | None = None) -> None:
+        """Train to ``train.epochs`` (or ``train.max_minutes``, or ``stop_at_images`` images seen), then checkpoint."""
         t = self.config.train
         main = distributed.is_main()
         metrics_file = open(self.outdir / "metrics.jsonl", "a") if main else None
@@ -310,16 +317,17 @@ class Trainer:
         window: list[dict[str, float]] = []
         window_start, window_images = time.time(), 0
         next_checkpoint = (self.progress["images_seen"] // t.checkpoint_every_images + 1) * t.checkpoint_every_images
-        deadline = time.time() + 60 * t.max_minutes if t.max_minutes > 0 else math.inf
-        if main:
-            log.info("schedule: %s", describe_schedule(self.config, n_train))
+        deadline = time.time() + 60 * t.max_minutes - self.time_spent_s if t.max_minutes > 0 else math.inf
+        deadline_images = math.inf if stop_at_images is None else stop_at_images
         stage, epoch_records = self.stage(), []
         try:
-            while self.progress["epoch"] < t.epochs and not self._out_of_time(deadline):
+            while (self.progress["epoch"] < t.epochs and not self._out_of_time(deadline)
+                   and self.progress["images_seen"] < deadline_images):
                 chunk_images = 0 if self.data.in_memory else self.data.chunk_images  # out of core: shuffle buffer
-                order = epoch_order(self.indices, t.seed, self.progress["epoch"], chunk_images, self.data.buffer_chunks)
+                order = epoch_order(self.indices, self.seed, self.progress["epoch"], chunk_images, self.data.buffer_chunks)
                 start = self.progress["epoch_images"]
-                while len(order[start:start + size]) >= self.world_size and not self._out_of_time(deadline):
+                while (len(order[start:start + size]) >= self.world_size and not self._out_of_time(deadline)
+                       and self.progress["images_seen"] < deadline_images):
                     batch_index = order[start:start + size]
                     if main and self.stage() != stage:
                         stage = self.stage()
@@ -351,7 +359,7 @@ class Trainer:
                         summary = epoch_summary(epoch_records, self.progress["images_seen"])
                         log.info("epoch %d/%d: %s", self.progress["epoch"], t.epochs, summary)
                     epoch_records = []
-            if deadline < math.inf and self.progress["epoch"] < t.epochs:
+            if deadline < math.inf and self.progress["epoch"] < t.epochs and self._out_of_time(deadline):
                 log.info("stopped after the %.1f-minute limit at epoch %d, %d images seen", t.max_minutes,
                          self.progress["epoch"] + 1, self.progress["images_seen"])
         finally:
