@@ -13,7 +13,7 @@ def test_default_schedule_in_words():
     config.train = dataclasses.replace(config.train, epochs=5, max_minutes=20)
     assert describe_schedule(config, n_train=4000) == (
         "hetacumn, 5 epochs of 4,000 images (20,000 images); poses searched (grid radius 8 px, 12 px from 20,000 images; "
-        "soft assignment auto) "
+        "soft assignment auto) from 3 starts (the one fitting its images best after 8,000 images goes on) "
         "for the first 40,000 images, then a pose per particle refined by 1 Adam step(s) per visit from 40,000 images "
         "seen, then a last search against the trained decoder (grid radius 12 px); consensus phase (z from the prior) for the first 40,000 images; frequency marching from 6 px, +1 px per "
         "1,500 images; time limit 20 min")
@@ -23,8 +23,8 @@ def test_the_search_radii_and_the_refinement_from_a_search_in_words():
     config = with_search_stage(preset("hetacumn", box_size=64), 40_000)
     config.task = dataclasses.replace(config.task, search_widen_images=20_000, search_final_radius_px=14.0,
                                       refine_from_search=True)
-    assert ("poses searched (grid radius 8 px, 14 px from 20,000 images; soft assignment auto) for the first 40,000 "
-            "images, then a pose per particle searched against the decoder and refined by 1 Adam step(s) per visit "
+    assert ("poses searched (grid radius 8 px, 14 px from 20,000 images; soft assignment auto) from 3 starts (the one "
+            "fitting its images best after 8,000 images goes on) for the first 40,000 images, then a pose per particle searched against the decoder and refined by 1 Adam step(s) per visit "
             "from 40,000 images seen, then a last search against the trained decoder (grid radius 14 px);"
             in describe_schedule(config, n_train=4000))
 

@@ -77,7 +77,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "stage; 0 = never)")
     parser.add_argument("--search-starts", type=int, metavar="K",
                         help="search stage: K starts from different seeds each train the first 8,000 images; the "
-                             "one whose model fits its images best goes on (1 = one start)")
+                             "one whose model fits its images best goes on (default: 3 for a stage of 40,000 "
+                             "images or more, else 1)")
     parser.add_argument("--search-classes", type=int, metavar="K",
                         help="search stage: split the reference into K classes after a third of the stage (3-D "
                              "classification); the encoder learns the classes as a start for z; the consensus "
