@@ -28,6 +28,11 @@ def test_stage_flags_set_the_task_config():
     assert (_config().task.search_final_radius_px, _config().task.search_widen_images) == (12.0, 20_000)
     assert _config("--pose-search", "9000").task.search_widen_images == 4500
     assert _config("--search-widen", "0").task.search_widen_images == 0
+    # three starts of 8,000 images for a stage of 40,000 or more; one for the 9,000 of a small set
+    assert (_config().task.search_starts, _config().task.search_start_images) == (3, 8000)
+    assert _config("--pose-search", "9000").task.search_starts == 1
+    task = _config("--search-starts", "2", "500").task
+    assert (task.search_starts, task.search_start_images) == (2, 500)
 
 
 def test_search_radius_beyond_half_the_box_is_refused():
@@ -37,6 +42,8 @@ def test_search_radius_beyond_half_the_box_is_refused():
         _config("--search-radius", "8", "20")
     with pytest.raises(InputError, match=r"^--search-radius: takes one or two radii \(PX \[FINAL_PX\]\), got 3$"):
         _config("--search-radius", "8", "12", "16")
+    with pytest.raises(InputError, match=r"^--search-starts: takes K \[IMAGES\], K and IMAGES at least 1, got 0$"):
+        _config("--search-starts", "0")
     with pytest.raises(InputError, match=r"^--search-widen: must be 0 or more, got -1$"):
         _config("--search-widen", "-1")
     assert _config("--whiten").data.whiten is True and _config().data.whiten is False

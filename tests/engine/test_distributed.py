@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -165,3 +166,21 @@ def test_torchrun_cli_writes_once_from_rank_zero(tiny_dataset, tmp_path):
     assert (progress["images_seen"], progress["steps_done"], progress["epoch"]) == (64, 2, 1)
     assert len(starfile.read(outdir / "poses.star")["particles"]) == 256  # inference covers every image
     assert (outdir / "run.log").read_text().count("wrote poses") == 1  # rank 0 alone logged and wrote
+
+
+def test_torchrun_search_starts_choose_one_start_for_every_process(tiny_dataset, tmp_path):
+    outdir = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(_free_port()), "-m", "hetacumn.cli.main", "train", str(tiny_dataset / "particles.star"), "-o",
+               str(outdir), "--method", "cryoai", "--device", "cpu", "--epochs", "2", "--batch-size", "16",
+               "--train-subset", "64", "--pose-search", "96", "--search-starts", "2", "32"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"))
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (outdir / "run.log").read_text()
+    errors = [float(e) for e in re.findall(r"start \d of 2 \(seed \d+\): mean image error ([\d.e+-]+)", log)]
+    chosen = int(re.search(r"start (\d) of 2 goes on", log).group(1)) - 1
+    assert len(errors) == 2 and chosen == int(np.argmin(errors))
+    progress = load_checkpoint(outdir / "checkpoint.pt")["progress"]
+    assert (progress["seed_offset"], progress["images_seen"]) == (chosen, 128)
+

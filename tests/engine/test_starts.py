@@ -18,11 +18,10 @@ from hetacumn.engine.trainer import Trainer
 from .conftest import small_config
 
 
-def test_fit_error_is_the_mean_image_error_of_the_second_half(tmp_path):
-    records = [{"images_seen": n, "mse": m} for n, m in [(32, 9.0), (64, 5.0), (96, 1.0), (128, 2.0), (160, 7.0)]]
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    assert fit_error(tmp_path / "metrics.jsonl", 128) == pytest.approx(1.5)  # images 65..128
-    assert fit_error(tmp_path / "metrics.jsonl", 20) == float("inf")
+def test_fit_error_is_the_mean_image_error_of_the_second_half():
+    steps = [(32, 9.0), (64, 5.0), (96, 1.0), (128, 2.0), (160, 7.0)]
+    assert fit_error(steps, 128) == pytest.approx(1.5)  # the steps ending at images 65..128
+    assert fit_error(steps, 20) == float("inf")
 
 
 def test_fit_stops_at_the_images_asked(tiny_particles, tmp_path):

@@ -75,10 +75,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search-widen", type=int, metavar="N",
                         help="from N images seen, the search stage compares FINAL_PX too (default: half the search "
                              "stage; 0 = never)")
-    parser.add_argument("--search-starts", type=int, metavar="K",
-                        help="search stage: K starts from different seeds each train the first 8,000 images; the "
-                             "one whose model fits its images best goes on (default: 3 for a stage of 40,000 "
-                             "images or more, else 1)")
+    parser.add_argument("--search-starts", type=int, nargs="+", metavar="K",
+                        help="search stage: K [IMAGES]: K starts from different seeds each train the first IMAGES "
+                             "images (default 8,000); the one whose model fits its images best goes on (default: 3 "
+                             "starts for a stage of 40,000 images or more, else 1)")
     parser.add_argument("--search-classes", type=int, metavar="K",
                         help="search stage: split the reference into K classes after a third of the stage (3-D "
                              "classification); the encoder learns the classes as a start for z; the consensus "
@@ -152,9 +152,7 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
             raise InputError(flag, f"must be 0 or more, got {value}")
     config.task = dataclasses.replace(config.task, **{name: v for name, v in task_flags.values() if v is not None})
     if args.search_starts is not None:
-        if args.search_starts < 1:
-            raise InputError("--search-starts", f"must be at least 1, got {args.search_starts}")
-        config.task = dataclasses.replace(config.task, search_starts=args.search_starts)
+        config.task = _with_search_starts(config.task, args.search_starts)
     if args.search_classes is not None:
         _use_search_classes(config, args)
     if args.poses:
@@ -178,6 +176,15 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
     config.data.use_ctf = not args.no_ctf
     config.data.whiten = args.whiten
     return config
+
+
+def _with_search_starts(task, values: list[int]):
+    """``--search-starts K [IMAGES]``: K starts of at least 1, each of at least one image."""
+    if len(values) > 2 or values[0] < 1 or (len(values) == 2 and values[1] < 1):
+        given = " ".join(map(str, values))
+        raise InputError("--search-starts", f"takes K [IMAGES], K and IMAGES at least 1, got {given}")
+    images = values[1] if len(values) == 2 else task.search_start_images
+    return dataclasses.replace(task, search_starts=values[0], search_start_images=images)
 
 
 def _with_search_radius(task, radii_px: list[float], box_size: int):

@@ -5,14 +5,13 @@ in: on one of three simulated 64-px SNR-0.1 sets the run ended at 30.6 deg. Ther
 start's searched poses were still random (95 deg) where another seed's were at 23 deg, and its model's mean image
 error was 4.7 % higher (BENCHMARKS.md, "Several starts of the search stage"). So each start trains the first
 ``search_start_images`` images in ``OUT/starts/start_K`` with its own seeds (:class:`Trainer` ``seed_offset``);
-the start with the lowest mean image error (``mse``, the same marching radius for all) over the second half of
-those images is resumed into the run's folder, its metrics.jsonl records first; the starts' folders are then
-removed. The starts' time counts against ``train.max_minutes``.
+the start with the lowest mean image error (each step's global-batch ``mse``, at the same marching radius for
+all) over the second half of those images is resumed into the run's folder, its metrics.jsonl records first;
+the starts' folders are then removed. The starts' time counts against ``train.max_minutes``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -37,10 +36,9 @@ def uses_starts(config: RunConfig) -> bool:
     return task.search_starts > 1 and task.pose_search_images > task.search_start_images and not config.data.poses
 
 
-def fit_error(metrics_path: Path, images: int) -> float:
-    """Mean ``mse`` of the records logged after ``images / 2`` and up to ``images`` images seen (inf: none)."""
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    window = [r["mse"] for r in records if images / 2 < r["images_seen"] <= images and "mse" in r]
+def fit_error(step_errors: list[tuple[int, float]], images: int) -> float:
+    """Mean ``mse`` of the steps that ended after ``images / 2`` and up to ``images`` images seen (inf: none)."""
+    window = [mse for seen, mse in step_errors if images / 2 < seen <= images]
     return float(np.mean(window)) if window else math.inf
 
 
@@ -55,7 +53,7 @@ def train_starts(config: RunConfig, data: ParticleImages, outdir: Path,
         distributed.barrier()
         trainer = Trainer(config, data, folder, given_poses, seed_offset=k)
         trainer.fit(stop_at_images=task.search_start_images)
-        errors.append(fit_error(folder / "metrics.jsonl", task.search_start_images) if distributed.is_main() else 0.0)
+        errors.append(fit_error(trainer.step_errors, task.search_start_images))  # global means: alike in all processes
         log.info("start %d of %d (seed %d): mean image error %.5g over images %d-%d", k + 1, task.search_starts,
                  trainer.seed, errors[-1], task.search_start_images // 2, task.search_start_images)
     return distributed.rank_zero_index(int(np.argmin(errors))), errors

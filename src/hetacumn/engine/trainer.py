@@ -106,6 +106,7 @@ class Trainer:
         self.config = config
         self.seed = config.train.seed + seed_offset
         self.time_spent_s = 0.0  # counted against train.max_minutes (the starts before this trainer)
+        self.step_errors: list[tuple[int, float]] = []  # (images seen, global-batch mse) of each step of fit()
         self.data = data
         self.outdir = Path(outdir)
         self.device = distributed.process_device(torch.device(config.train.device))
@@ -324,7 +325,8 @@ class Trainer:
             while (self.progress["epoch"] < t.epochs and not self._out_of_time(deadline)
                    and self.progress["images_seen"] < deadline_images):
                 chunk_images = 0 if self.data.in_memory else self.data.chunk_images  # out of core: shuffle buffer
-                order = epoch_order(self.indices, self.seed, self.progress["epoch"], chunk_images, self.data.buffer_chunks)
+                order = epoch_order(self.indices, self.seed, self.progress["epoch"], chunk_images,
+                                    self.data.buffer_chunks)
                 start = self.progress["epoch_images"]
                 while (len(order[start:start + size]) >= self.world_size and not self._out_of_time(deadline)
                        and self.progress["images_seen"] < deadline_images):
@@ -337,6 +339,8 @@ class Trainer:
                     self.progress.update(step=self.progress["step"] + 1, epoch_images=start,
                                          steps_done=self.progress["steps_done"] + 1,
                                          images_seen=self.progress["images_seen"] + len(batch_index))
+                    if "mse" in window[-1]:
+                        self.step_errors.append((self.progress["images_seen"], window[-1]["mse"]))
                     window_images += len(batch_index)
                     bar.update(len(batch_index))
                     if self.progress["steps_done"] % t.log_every_steps == 0:
