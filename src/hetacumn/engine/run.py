@@ -25,8 +25,8 @@ from hetacumn.data.images import ParticleImages, describe_whitening
 from hetacumn.data.variability import LatentDirection
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint
-from hetacumn.engine.starts import continue_best_start, uses_starts
 from hetacumn.engine.inference import POSE_CHECK_IMAGES, Inference, infer, pose_disagreement_deg
+from hetacumn.engine.starts import continue_best_start, uses_starts
 from hetacumn.engine.trainer import Trainer, check_resumable, max_radius_px
 from hetacumn.errors import InputError, first_line
 from hetacumn.io.cryodrgn import write_pose_pickle
