@@ -112,3 +112,27 @@ def test_nan_and_out_of_range_reads_are_refused(tmp_path):
         read_mrc(path)
     with pytest.raises(InputError, match="file not found"):
         read_mrc(tmp_path / "absent.mrc")
+
+
+def test_only_mrcfile_header_warnings_count_as_header_problems(tmp_path, monkeypatch, caplog):
+    from hetacumn.io import mrc
+
+    write_mrc(tmp_path / "a.mrc", np.ones((4, 4, 4), np.float32), 2.0)
+    write_mrc(tmp_path / "b.mrc", np.ones((4, 4, 4), np.float32), 2.0)
+    real_mmap = mrcfile.mmap
+
+    def mmap_warning(category):
+        def opened(*args, **kwargs):
+            warnings.warn("Setting the dtype on a NumPy array has been deprecated", category)
+            return real_mmap(*args, **kwargs)
+        return opened
+
+    monkeypatch.setattr(mrc.mrcfile, "mmap", mmap_warning(DeprecationWarning))  # a newer numpy inside mrcfile
+    with caplog.at_level("WARNING"):
+        assert read_mrc(tmp_path / "a.mrc")[1] == 2.0
+    assert "not standard" not in caplog.text
+    monkeypatch.setattr(mrc.mrcfile, "mmap", mmap_warning(RuntimeWarning))  # how mrcfile reports a header problem
+    with caplog.at_level("WARNING"):
+        assert read_mrc(tmp_path / "b.mrc")[1] == 2.0
+    assert "b.mrc: MRC header is not standard, read anyway" in caplog.text
+

@@ -47,7 +47,9 @@ def _open_mmap(path: Path):
             mrc = mrcfile.mmap(path, mode="r", permissive=True)
         except (ValueError, OSError, EOFError) as error:
             raise InputError(path, f"unreadable MRC header ({error})") from None
-    messages = [str(w.message) for w in caught]
+    # mrcfile reports header problems as RuntimeWarning; others (a newer numpy's deprecations inside mrcfile)
+    # say nothing about the file
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     if mrc.data is None:
         truncation = _truncation(path, mrc.header)
         mrc.close()
