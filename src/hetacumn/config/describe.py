@@ -7,7 +7,7 @@ Example usage::
 
 from __future__ import annotations
 
-from hetacumn.config.schema import RunConfig
+from hetacumn.config.schema import RunConfig, uses_search_starts
 
 
 def describe_schedule(config: RunConfig, n_train: int) -> str:
@@ -41,7 +41,7 @@ def _pose_stages(config: RunConfig) -> str:
         if task.search_widen_images:
             radius += f", {task.search_final_radius_px:g} px from {task.search_widen_images:,} images"
         starts = ""
-        if task.search_starts > 1 and search > task.search_start_images:
+        if uses_search_starts(config):
             starts = (f" from {task.search_starts} starts (the one fitting its images best after "
                       f"{task.search_start_images:,} images goes on)")
         stages.append(f"poses searched ({radius}; soft assignment {task.search_soft}){starts} "

@@ -170,3 +170,10 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def uses_search_starts(config: RunConfig) -> bool:
+    """Whether the search stage runs from several starts (engine/starts.py): asked for, and longer than a start."""
+    task = config.task
+    return task.search_starts > 1 and task.pose_search_images > task.search_start_images and not config.data.poses
+

@@ -85,22 +85,22 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def _rank_zero_number(number: float) -> float:
+    if not is_distributed():
+        return number
+    value = torch.tensor([number], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else None)
+    dist.broadcast(value, src=0)
+    return value.item()
+
+
 def rank_zero_decides(flag: bool) -> bool:
     """Rank 0's ``flag`` in every process (e.g. a time limit, so that all processes stop together)."""
-    if not is_distributed():
-        return flag
-    value = torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl" else None)
-    dist.broadcast(value, src=0)
-    return bool(value.item())
+    return bool(_rank_zero_number(float(flag)))
 
 
 def rank_zero_index(index: int) -> int:
-    """Rank 0's ``index`` in every process (e.g. a choice made from files only rank 0 writes)."""
-    if not is_distributed():
-        return index
-    value = torch.tensor([index], device="cuda" if dist.get_backend() == "nccl" else None)
-    dist.broadcast(value, src=0)
-    return int(value.item())
+    """Rank 0's ``index`` in every process (a choice that float rounding could make differently elsewhere)."""
+    return int(_rank_zero_number(index))
 
 
 def broadcast_module_(module: nn.Module) -> None:

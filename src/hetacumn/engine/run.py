@@ -18,7 +18,7 @@ import torch
 
 from hetacumn.config.describe import describe_schedule
 from hetacumn.config.io import save_config
-from hetacumn.config.schema import RunConfig
+from hetacumn.config.schema import RunConfig, uses_search_starts
 from hetacumn.data.contrast import describe_contrast
 from hetacumn.data.cropped import fourier_cropped
 from hetacumn.data.images import ParticleImages, describe_whitening
@@ -26,7 +26,7 @@ from hetacumn.data.variability import LatentDirection
 from hetacumn.engine import distributed
 from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.engine.inference import POSE_CHECK_IMAGES, Inference, infer, pose_disagreement_deg
-from hetacumn.engine.starts import continue_best_start, uses_starts
+from hetacumn.engine.starts import continue_best_start
 from hetacumn.engine.trainer import Trainer, check_resumable, max_radius_px
 from hetacumn.errors import InputError, first_line
 from hetacumn.io.cryodrgn import write_pose_pickle
@@ -148,7 +148,7 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
     if not distributed.is_main():  # no barrier after: a long inference would outlast NCCL's timeout
         if state is not None:
             trainer.resume(checkpoint, state)
-        elif uses_starts(config):
+        elif uses_search_starts(config):
             continue_best_start(trainer, given_poses)
         trainer.fit()
         return None
@@ -164,7 +164,7 @@ def train(config: RunConfig, particles: ParticleSet, outdir: Path, resume: bool 
             log.info("no CTF: the images are modelled as plain projections")
         save_config(config, outdir / "config.json")
         log.info("schedule: %s", describe_schedule(config, len(trainer.indices)))
-        if state is None and uses_starts(config):
+        if state is None and uses_search_starts(config):
             continue_best_start(trainer, given_poses)
         trainer.fit()
         search = (pose_search_from_config(config.task, config.model.shift_range_px, final=True)

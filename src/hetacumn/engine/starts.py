@@ -31,11 +31,6 @@ log = logging.getLogger(__name__)
 STARTS_FOLDER = "starts"
 
 
-def uses_starts(config: RunConfig) -> bool:
-    task = config.task
-    return task.search_starts > 1 and task.pose_search_images > task.search_start_images and not config.data.poses
-
-
 def fit_error(step_errors: list[tuple[int, float]], images: int) -> float:
     """Mean ``mse`` of the steps that ended after ``images / 2`` and up to ``images`` images seen (inf: none)."""
     window = [mse for seen, mse in step_errors if images / 2 < seen <= images]
