@@ -273,9 +273,14 @@ NOTES = ("Rotation errors after the global rotation and hand of `align_rotations
          "Figures as measured; the issue's targets are not claimed.")
 
 
+def tagged(section: str, tag: str) -> str:
+    """``## Title (script)`` as ``## Title (script, tag)``: a run with a tag gets a section of its own."""
+    return section if not tag else f"{section[:-1]}, {tag})"
+
+
 def heading(args: argparse.Namespace) -> str:
     """This script's section of BENCHMARKS.md; runs with ``--tag`` (other train flags) get their own."""
-    return SECTION if not args.tag else f"{SECTION[:-1]}, {args.tag}: `{args.train_args}`)"
+    return tagged(SECTION, args.tag and f"{args.tag}: `{args.train_args}`")
 
 
 def section(args: argparse.Namespace, rows: list[str]) -> str:

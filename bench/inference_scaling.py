@@ -27,7 +27,7 @@ import peers
 import peers_cryodrgn as drgn
 import numpy as np
 import torch
-from accuracy import APIX, code_version, machine_line, simulate, write_section
+from accuracy import APIX, code_version, machine_line, simulate, tagged, write_section
 
 from hetacumn.io.particles import load_particles
 from hetacumn.io.star import write_particles_star
@@ -164,7 +164,7 @@ def main() -> int:
             estimate = {"n": n, "estimated_s": None if rate is None else n / rate, "lower_bound": upper}
             rows.append(row("cryodrgn abinit", estimate))
     command = f"OMP_NUM_THREADS={args.threads} .venv/bin/python bench/inference_scaling.py {shlex.join(sys.argv[1:])}"
-    section = SECTION if not args.tag else f"{SECTION[:-1]}, {args.tag})"
+    section = tagged(SECTION, args.tag)
     body = "\n\n".join([
         section, f"Command: `{command}`",
         f"Machine: {machine_line(args.device)}. Code: {code_version()}. Date: {datetime.date.today().isoformat()}.",

@@ -190,7 +190,7 @@ def section(args, main_runs: list[tuple], amortized: list[dict], bound: dict, in
 
 def section_title(args) -> str:
     """This script's section of BENCHMARKS.md; a run with ``--tag`` gets its own."""
-    return SECTION if not args.tag else f"{SECTION[:-1]}, {args.tag})"
+    return accuracy.tagged(SECTION, args.tag)
 
 
 def write_section(path: Path, body: str, args) -> None:
