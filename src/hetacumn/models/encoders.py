@@ -27,6 +27,9 @@ class EncoderOutput:
     z_logvar: torch.Tensor | None  # (B, zdim)
 
 
+KERNEL_FLOOR = 1e-20  # relative to a kernel's sum of 1; far below float32's resolution of 1.2e-7
+
+
 class GaussianFilterBank(nn.Module):
     """Fixed bank of Gaussian blurs (variances 0.01·10^i px², i = 0..4) replacing the raw image (cryoAI)."""
 
@@ -36,6 +39,9 @@ class GaussianFilterBank(nn.Module):
         r2 = offsets[None, :] ** 2 + offsets[:, None] ** 2
         kernels = torch.stack([torch.exp(-r2 / (2 * 0.01 * 10**i)) for i in range(octaves)])
         kernels = kernels / kernels.sum(dim=(-1, -2), keepdim=True)
+        # The narrowest kernels' tails underflow to subnormal floats (down to 4e-44), which made every convolution
+        # ~7x slower on x86 CPUs (BENCHMARKS.md, "Subnormal filter weights"); weights this small add nothing in float32.
+        kernels = torch.where(kernels < KERNEL_FLOOR, torch.zeros_like(kernels), kernels)
         self.register_buffer("kernels", kernels[:, None])
         self.padding = kernel_size // 2
         self.out_channels = octaves
