@@ -7,7 +7,7 @@ simulated set it was trained on (particles.star, truth/poses.pkl, truth/labels.n
 clustered by k-means into K classes; each image is searched against the decoder's volume at its class's mean z,
 and the searched pose competes with the pose table's as in ``train``'s final pass (the better fit at the image's
 own z is kept). K = 0 is ``train``'s pass as it is (one volume, z = 0). Median rotation errors after the global
-alignment; "own-class share": the images whose k-means class is their true class (Hungarian-matched).
+alignment; "images in their true class's cluster": 1 - the confusion error of the clusters (Hungarian-matched).
 """
 
 from __future__ import annotations

@@ -70,7 +70,8 @@ def sharpening(box_size: int, gain_at_16px: float) -> torch.Tensor:
 
 def search_round(data, search, half, volumes, reference_of: np.ndarray, classes: int, reassign: bool):
     """Each image searched against ``volumes[reference_of[i] * classes + c]`` for its class ``c`` (or every
-    class with ``reassign``): new rotations, shifts and classes."""
+    class with ``reassign``): new rotations, shifts, each image's errors against each class ``(N, classes)`` (inf
+    where not searched) and its candidates with their posteriors (for ``references``' ``soft``)."""
     rotations, shifts = np.zeros((len(data), 3, 3)), np.zeros((len(data), 2))
     errors = np.full((len(data), classes), np.inf)
     soft = [np.zeros((len(data), search.candidates, 3, 3)), np.zeros((len(data), search.candidates, 2)),
@@ -107,8 +108,8 @@ def main() -> int:
     parser.add_argument("run", type=Path)
     parser.add_argument("data", type=Path)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--true-classes", action="store_true")
-    parser.add_argument("--reassign", action="store_true")
+    parser.add_argument("--true-classes", action="store_true", help="the TRUE classes instead of k-means of z")
+    parser.add_argument("--reassign", action="store_true", help="each round, each image to its best-fitting class")
     parser.add_argument("--soft", action="store_true", help="insert each image at its candidates by posterior")
     parser.add_argument("--start-truth", choices=["none", "rotations", "shifts", "both"], default="none",
                         help="start from the TRUE rotations and/or shifts instead of train's")
@@ -120,12 +121,12 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     _, config, _ = load_trained_state(args.run / "checkpoint.pt")
     particles = load_particles(args.data / "particles.star")
-    truth = read_pose_pickle(args.data / "truth" / "poses.pkl", particles.box_size).rotations
     labels = np.unique(np.load(args.data / "truth" / "labels.npy"), return_inverse=True)[1]
     classes = labels.max() + 1
     data = trained_images(particles, config)
     poses = read_pose_pickle(args.run / "poses.pkl", particles.box_size)
     true_poses = read_pose_pickle(args.data / "truth" / "poses.pkl", particles.box_size)
+    truth = true_poses.rotations
     rotations = (true_poses if args.start_truth in ("rotations", "both") else poses).rotations.copy()
     shift_px = (true_poses if args.start_truth in ("shifts", "both") else poses).shift_px.copy()
     z = np.load(args.run / "z.npy")
@@ -133,14 +134,16 @@ def main() -> int:
     halves = np.random.default_rng(0).permutation(len(data)) % 2
     search = pose_search_from_config(config.task, config.model.shift_range_px, final=True)
     half = HalfPlane.build(data.box_size, args.radius or max_radius_px(config))
+    gain = sharpening(data.box_size, args.sharpen)
     print(f"{args.run.name} on {args.data.name}; {machine_line('cpu')}; code {code_version()}")
-    print(f"round 0 (train's poses): {rotation_errors(rotations, truth)['median_angle_deg']:.2f} deg, "
+    print(f"round 0 (start, --start-truth {args.start_truth}): "
+          f"{rotation_errors(rotations, truth)['median_angle_deg']:.2f} deg, "
           f"confusion {confusion_error(assigned, labels):.3f}", flush=True)
     for round_ in range(1, args.rounds + 1):
         began = time.perf_counter()
         volumes = references(data, rotations, shift_px, halves * classes + assigned, 2 * classes,
                              soft if args.soft and round_ > 1 else None)
-        volumes = [v * sharpening(data.box_size, args.sharpen) for v in volumes]
+        volumes = [v * gain for v in volumes]
         # each image against the other half's references
         rotations, shift_px, errors, soft = search_round(data, search, half, volumes, (1 - halves) * classes + assigned,
                                                    classes, args.reassign)
