@@ -40,7 +40,8 @@ def _task(method: str) -> TaskConfig:
     if method == "cryoai":
         return TaskConfig(symmetrize="rotation", kl_weight=0.0, shift_l1_weight=0.0)
     if method == "cryofire":
-        return TaskConfig(symmetrize="mirror", kl_weight=0.0, shift_l1_weight=0.0, consensus_images=100_000)
+        return TaskConfig(symmetrize="mirror", kl_weight=0.0, shift_l1_weight=0.0, consensus_images=100_000,
+                          consensus_z_std=3.0)
     if method == "acehetem":
         return TaskConfig(warmup_images=50_000, pose_prediction=True, pose_prediction_start_images=20_000)
     return TaskConfig(consensus_images=60_000, pose_prediction=True, pose_prediction_start_images=20_000)

@@ -67,6 +67,7 @@ class TaskConfig:
     warmup_images: int = 0  # warm-up labeling: target blends from low-passed to raw image
     warmup_sigma_px: float = 2.0
     consensus_images: int = 0  # z from the prior, conformation head frozen
+    consensus_z_std: float = 1.0  # spread of the consensus phase's z draws (cryoFIRE's pose-only phase: 3.0)
     pose_prediction: bool = False  # conditional pose prediction (HetACUMN CPP / ACE-HetEM P2P)
     pose_prediction_every: int = 1  # one pose-prediction step after every N image steps
     pose_prediction_start_images: int = 0

@@ -61,15 +61,19 @@ class ImageReconstructionTask:
         self.z_mode = z_mode
 
     def latent(self, enc, context: StepContext):
-        """(z for decoding, z to report, posterior draw for the pose task, KL per image)."""
+        """(z for decoding, z to report, posterior draw for the pose task, KL per image). In the consensus phase
+        (and cryoFIRE's pose-only phase) z is drawn from the prior, so the conformation head gets no gradient and
+        the decoder learns a volume that does not depend on z while the poses form."""
         if self.z_mode == "none" or enc.z_mu is None:
             return None, None, None, None
         mu, logvar = enc.z_mu, enc.z_logvar
-        if context.deterministic or self.z_mode == "autoencoder":
+        if context.deterministic:
             return mu, mu, mu.detach(), None
-        if context.images_seen < self.config.consensus_images:
-            prior = torch.randn(mu.shape, generator=context.generator).to(mu.device)
+        if context.images_seen < self.config.consensus_images:  # cryoFIRE's pose-only phase too
+            prior = self.config.consensus_z_std * torch.randn(mu.shape, generator=context.generator).to(mu.device)
             return prior, prior, prior, None
+        if self.z_mode == "autoencoder":
+            return mu, mu, mu.detach(), None
         eps = torch.randn(mu.shape, generator=context.generator).to(mu.device)
         sample = mu + torch.exp(0.5 * logvar) * eps
         kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)
