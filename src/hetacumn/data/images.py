@@ -124,7 +124,7 @@ class ParticleImages:
         profile = None if whitening is None else torch.as_tensor(whitening, dtype=torch.float64)
         if profile is not None:
             images = apply_radial_filter(images, profile)
-        noise_var, total_var = self._variances(images)
+        noise_var, total_var = noise_and_total_variance(images)
         if not scale:
             scale = float((images * self.window).std()) or 1.0
             scale = -scale if contrast_decision(self.contrast, score) else scale
@@ -138,16 +138,9 @@ class ParticleImages:
         return ImageStats(scale=scale, noise_variance=noise_var / scale**2, snr=snr, radial_amplitude=radial,
                           contrast_score=score, whitening=None if profile is None else profile.numpy())
 
-    def _variances(self, images: torch.Tensor) -> tuple[float, float]:
-        """Per-pixel variance outside the particle (noise) and inside the window (signal and noise)."""
-        radius = radial_grid_2d(self.box_size, dtype=torch.float64)
-        outside = radius >= self.box_size / 2 * 0.9
-        inside = radius < self.box_size / 2 * 0.85
-        return float(images[:, outside].var()), float(images[:, inside].var())
-
     def _whitening_filter(self, images: torch.Tensor) -> np.ndarray | None:
         """The sample's noise-whitening filter, or None when it is nearly noise-free (SNR > WHITEN_MAX_SNR)."""
-        noise_var, total_var = self._variances(images)
+        noise_var, total_var = noise_and_total_variance(images)
         if total_var > (1 + WHITEN_MAX_SNR) * noise_var:
             return None
         d = self.box_size
@@ -173,6 +166,19 @@ class ParticleImages:
         pixel = torch.as_tensor(self.particles.pixel_size_angstrom[indices], dtype=torch.float32, device=device)
         whitening = None if self._whitening is None else self._whitening.to(device, torch.float32)
         return Batch(torch.as_tensor(indices, device=device), images, fft2_centered(images), ctf, pixel, whitening)
+
+
+def particle_disk(box_size: int, device=None) -> torch.Tensor:
+    """``(D, D)`` True within 0.85 of the half box: where the SNR's signal is measured."""
+    return radial_grid_2d(box_size, dtype=torch.float64, device=device) < box_size / 2 * 0.85
+
+
+def noise_and_total_variance(images: torch.Tensor) -> tuple[float, float]:
+    """Per-pixel variance of mean-subtracted images ``(B, D, D)`` outside the particle (beyond 0.9 of the half
+    box: noise) and within :func:`particle_disk` (signal and noise)."""
+    d = images.shape[-1]
+    outside = radial_grid_2d(d, dtype=torch.float64, device=images.device) >= d / 2 * 0.9
+    return float(images[:, outside].var()), float(images[:, particle_disk(d, images.device)].var())
 
 
 def describe_whitening(asked: bool, whitening: np.ndarray | None) -> str:

@@ -2,9 +2,10 @@
 
 Random poses (uniform on SO(3), shifts uniform within half the shift range) and latents drawn from
 the posterior of the current image batch are rendered by the *frozen* decoder with the batch's CTFs;
-noise is added at the SNR estimated from the data, relative to the variance of the rendered images
-(so it is progressive as the decoder sharpens); the encoder must recover the pose. Only encoder
-parameters receive gradients: the decoder runs under ``torch.no_grad``.
+noise is added at the SNR estimated from the data, relative to the variance of the rendered images within
+the particle disk where that SNR's signal was measured (so it is progressive as the decoder sharpens); the
+encoder must recover the pose. Only encoder parameters receive gradients: the decoder runs under
+``torch.no_grad``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import torch
 
 from hetacumn.config.schema import TaskConfig
-from hetacumn.data.images import Batch
+from hetacumn.data.images import Batch, particle_disk
 from hetacumn.models.model import HetModel
 from hetacumn.physics.fourier import ifft2_centered
 from hetacumn.physics.rotations import random_rotations
@@ -40,7 +41,10 @@ class PosePredictionTask:
         clean = ifft2_centered(context.half_plane.scatter(values)).real
         images = clean
         if self.config.pose_noise and math.isfinite(self.snr):
-            sigma = torch.sqrt(clean.var(dim=(-1, -2), keepdim=True) / self.snr)
+            # the signal where the data's SNR measured it (a variance over the whole box would dilute it by the
+            # empty background: 0.57x the data's noise at any box size)
+            centred = clean - clean.mean(dim=(-1, -2), keepdim=True)
+            sigma = torch.sqrt(centred[:, particle_disk(clean.shape[-1], device)].var() / self.snr)
             noise = torch.randn(clean.shape, generator=generator).to(device)
             images = clean + sigma * noise
         return self.window_images(images), rotation, shift  # renders are already in normalised units
