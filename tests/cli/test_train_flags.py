@@ -33,6 +33,7 @@ def test_stage_flags_set_the_task_config():
     assert _config("--pose-search", "9000").task.search_starts == 1
     task = _config("--search-starts", "2", "500").task
     assert (task.search_starts, task.search_start_images) == (2, 500)
+    assert (_config().task.loss_space, _config("--loss-space", "real").task.loss_space) == ("fourier", "real")
 
 
 def test_search_radius_beyond_half_the_box_is_refused():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from hetacumn.data.images import ParticleImages
@@ -11,10 +12,12 @@ from hetacumn.tasks.base import StepContext, ctf_at
 from tests.engine.conftest import next_step_before_and_after_resume, small_config
 
 
-def test_one_batch_overfits(tiny_particles, tmp_path):
+@pytest.mark.parametrize("loss_space", ["fourier", "real"])
+def test_one_batch_overfits(tiny_particles, tmp_path, loss_space):
     config = small_config("cryoai", lr=1e-2)
     config.model.decoder.kind = "rff_mlp"
     config.task.symmetrize = "none"
+    config.task.loss_space = loss_space
     trainer = Trainer(config, ParticleImages(tiny_particles), tmp_path)
     batch = np.arange(16)
     losses = [trainer.train_step(batch)["mse"] for _ in range(300)]

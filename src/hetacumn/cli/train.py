@@ -62,6 +62,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="Adam learning rate")
     parser.add_argument("--decoder", choices=["voxel", "rff_mlp", "fouriernet"], help="override the preset's decoder")
     parser.add_argument("--hypotheses", type=int, help="rotation hypotheses of the encoder (default: the preset's)")
+    parser.add_argument("--loss-space", choices=["fourier", "real"],
+                        help="where rendered images meet the data: fourier (default; by Parseval the error over every "
+                             "real-space pixel) or real (real-space pixels weighted by a soft disk around the "
+                             "particle, so the background does not count)")
     parser.add_argument("--pose-search", type=int, metavar="N",
                         help="ab initio pose search stage for the first N images seen, then per-particle pose "
                              "refinement (default: 40,000 or two passes over the training images, whichever is more, "
@@ -163,6 +167,8 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
         config.task = dataclasses.replace(config.task, variability_start=False)
     if args.soft_assignment:
         config.task = dataclasses.replace(config.task, search_soft=args.soft_assignment)
+    if args.loss_space:
+        config.task = dataclasses.replace(config.task, loss_space=args.loss_space)
     if args.search_radius is not None:
         config.task = _with_search_radius(config.task, args.search_radius, box_size)
     if args.decoder:

@@ -16,6 +16,7 @@ DecoderKind = Literal["voxel", "rff_mlp", "fouriernet"]
 Symmetrize = Literal["none", "rotation", "mirror"]
 ZMode = Literal["none", "variational", "autoencoder"]
 SoftAssignment = Literal["auto", "on", "off"]
+LossSpace = Literal["fourier", "real"]
 
 
 @dataclass
@@ -62,6 +63,9 @@ class ModelConfig:
 @dataclass
 class TaskConfig:
     symmetrize: Symmetrize = "rotation"  # in-plane pi rotation (cryoAI/ACE-HetEM) or mirror (cryoFIRE)
+    # fourier: squared error over the decoded frequencies (= over every real-space pixel, by Parseval); real: over
+    # real-space pixels weighted by a soft disk around the particle (tasks/base.py, image_error)
+    loss_space: LossSpace = "fourier"
     kl_weight: float = 1e-4
     shift_l1_weight: float = 1e-3
     warmup_images: int = 0  # warm-up labeling: target blends from low-passed to raw image

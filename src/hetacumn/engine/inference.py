@@ -108,7 +108,7 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
     for start in tqdm(range(0, n, batch_size), desc="inferring poses", unit="batch"):
         index, rows_out = images[start:start + batch_size], slice(start, start + batch_size)
         batch = data.batch(index, device)
-        context, choice_context = _context(half, batch, generator), _context(choice, batch, generator)
+        context, choice_context = _context(half, batch, generator, task), _context(choice, batch, generator, task)
         with _timed(seconds, "encoder", device), torch.no_grad():
             out = task.step(model, batch, choice_context)
         rotation, shift_px = out.rotation.double(), out.shift_px.double()
@@ -135,7 +135,7 @@ def infer(model: HetModel, data: ParticleImages, task: ImageReconstructionTask, 
             if search is not None:
                 with _timed(seconds, "table comparison", device):
                     from_table &= _fits_better(model, volume_ft, fit.gather(batch.images_ft), z,
-                                               _context(fit, batch, generator),
+                                               _context(fit, batch, generator, task),
                                                (rows.rotation, rows.shift_px), (rotation, shift_px))
             rotation[from_table], shift_px[from_table] = rows.rotation[from_table], rows.shift_px[from_table]
             table_count += int(from_table.sum())
@@ -188,9 +188,10 @@ def _set_z0(z, held, direction: LatentDirection | None, batch, rotation, shift_p
         z[:, 0] = torch.where(held.isnan(), z[:, 0], held)
 
 
-def _context(half: HalfPlane, batch, generator: torch.Generator) -> StepContext:
+def _context(half: HalfPlane, batch, generator: torch.Generator, task: ImageReconstructionTask) -> StepContext:
     """The inference step context of ``batch`` at the points of ``half`` (CTF values there, deterministic)."""
-    return StepContext(half, ctf_at(half, batch), 0, generator, deterministic=True)
+    return StepContext(half, ctf_at(half, batch), 0, generator, deterministic=True,
+                       loss_space=task.config.loss_space)
 
 
 @torch.no_grad()

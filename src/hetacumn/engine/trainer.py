@@ -236,7 +236,8 @@ class Trainer:
         if stage == "refine" and self.config.task.refine_from_search and not self.progress.get("table_searched"):
             self._search_into_table()
         context = StepContext(half, ctf_at(half, batch), self.progress["images_seen"],
-                              self.generator, z_known=self._known_latent(stage, local_index))
+                              self.generator, z_known=self._known_latent(stage, local_index),
+                              loss_space=self.config.task.loss_space)
         self.optimizer.zero_grad(set_to_none=True)
         task = {"search": self.search_task, "refine": self.refine_task, "encoder": self.image_task}[stage]
         out = task.step(self.model, batch, context)

@@ -17,7 +17,7 @@ from hetacumn.data.images import Batch
 from hetacumn.models.model import HetModel
 from hetacumn.physics.filters import gaussian_lowpass_ft
 from hetacumn.physics.fourier import fft2_centered, negate_frequencies
-from hetacumn.tasks.base import StepContext, StepOutput, ctf_at, weighted_mse
+from hetacumn.tasks.base import StepContext, StepOutput, ctf_at, image_error
 
 _ROT_Z_PI = torch.diag(torch.tensor([-1.0, -1.0, 1.0]))
 _ROT_Y_PI = torch.diag(torch.tensor([-1.0, 1.0, -1.0]))
@@ -98,7 +98,8 @@ class ImageReconstructionTask:
             ctf = ctf_at(half, batch, mirror=True)
         target = half.gather(self.target(images_ft, context))
         errors = torch.stack([
-            weighted_mse(model.render(enc.rotation[:, k], enc.shift_px, z, 1.0 if ctf is None else ctf, half), target, half)
+            image_error(model.render(enc.rotation[:, k], enc.shift_px, z, 1.0 if ctf is None else ctf, half), target,
+                        context)
             for k in range(enc.rotation.shape[1])
         ])  # (K, B): the best rotation hypothesis of each image counts
         error, best = errors.min(dim=0)

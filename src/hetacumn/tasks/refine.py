@@ -26,7 +26,7 @@ from hetacumn.data.pose_table import PoseRows, PoseTable
 from hetacumn.models.model import HetModel
 from hetacumn.physics.rotations import axis_angle_to_matrix
 from hetacumn.physics.slice import sample_trilinear
-from hetacumn.tasks.base import StepContext, StepOutput, weighted_mse
+from hetacumn.tasks.base import StepContext, StepOutput, image_error
 from hetacumn.tasks.explicit import explicit_pose_step, with_known_latent
 from hetacumn.tasks.image import ImageReconstructionTask
 
@@ -78,8 +78,8 @@ def rendered_error(model: HetModel, targets: torch.Tensor, ctf_values, z, contex
     half = context.half_plane
     ctf = 1.0 if ctf_values is None else ctf_values
     z = None if z is None else z.detach()
-    return lambda rotation, shift_px: weighted_mse(model.render(rotation.float(), shift_px.float(), z, ctf, half),
-                                                   targets, half)
+    return lambda rotation, shift_px: image_error(model.render(rotation.float(), shift_px.float(), z, ctf, half),
+                                                  targets, context)
 
 
 def volume_rendered_error(volume_ft: torch.Tensor, targets: torch.Tensor, ctf_values, context: StepContext):
@@ -92,7 +92,7 @@ def volume_rendered_error(volume_ft: torch.Tensor, targets: torch.Tensor, ctf_va
     def error_of(rotation, shift_px):
         slices = sample_trilinear(volume_ft, plane @ rotation.float())
         phase = 2 * torch.pi * (half.coords.to(shift_px.device) @ shift_px.float().T).T
-        return weighted_mse(slices * ctf * torch.polar(torch.ones_like(phase), phase), targets, half)
+        return image_error(slices * ctf * torch.polar(torch.ones_like(phase), phase), targets, context)
 
     return error_of
 
