@@ -31,10 +31,9 @@ from scipy.spatial.transform import Rotation
 from hetacumn.analysis.truth import align_volume, volume_rotation_to_truth
 from hetacumn.engine.checkpoint import load_checkpoint
 from hetacumn.io.cryodrgn import read_pose_pickle
-from hetacumn.io.mrc import read_mrc
+from hetacumn.io.mrc import read_mrc, write_mrc
 from hetacumn.metrics.fsc import fourier_shell_correlation, resolution_at
-from hetacumn.metrics.latent import confusion_error, spearman_pc1
-from hetacumn.metrics.pose import MIRROR, align_rotations, rotation_errors, translation_errors
+from hetacumn.metrics.pose import MIRROR, align_rotations, translation_errors
 from hetacumn.physics.render import render_images
 from hetacumn.physics.resample import fourier_crop_volume
 from hetacumn.simulate.volumes import toy_molecule
@@ -120,41 +119,62 @@ def resolution_px(volume: np.ndarray, reference: np.ndarray) -> float:
     return resolution_at(*fourier_shell_correlation(volume, reference), 0.5)
 
 
-def class_volumes(run: Path, z: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> list[np.ndarray]:
-    """Decoder volumes at each true class's mean latent, classes in label order."""
+def class_volumes(run: Path, z: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> list[Path]:
+    """Decoder volumes at each true class's mean latent (``hetacumn volume``), classes in label order."""
     means = np.stack([z[labels == k].mean(axis=0) for k in np.unique(labels)])
     np.savetxt(run / "class_z.txt", means)
     run_cli(["volume", str(run / "checkpoint.pt"), "--z", str(run / "class_z.txt"), "-o", str(run / "class_volumes"),
              "--device", args.device, "--overwrite"], run / "class_volumes.log")
-    return [read_mrc(run / "class_volumes" / f"vol_{k:03d}.mrc")[0] for k in range(len(means))]
+    return [run / "class_volumes" / f"vol_{k:03d}.mrc" for k in range(len(means))]
+
+
+def evaluate(data: Path, poses: Path, z: Path | None, volumes: list[Path], out: Path, args: argparse.Namespace) -> dict:
+    """Align the maps with the pose alignment, then ``hetacumn evaluate`` poses, latents and maps against the
+    dataset's truth (``volumes[k]`` against class k; true maps Fourier-cropped to a run's cropped box)."""
+    truth = data / "truth"
+    out.mkdir(parents=True, exist_ok=True)
+    true, pred = read_pose_pickle(truth / "poses.pkl", args.box), read_pose_pickle(poses, args.box)
+    _, alignment = align_rotations(pred.rotations, true.rotations)
+    offset_px = np.asarray(translation_errors(pred.shift_px, true.shift_px, true_rotations=true.rotations)["offset_px"])
+    rotation = volume_rotation_to_truth(alignment)
+    aligned, references = [], []
+    for k, path in enumerate(volumes):
+        volume = read_mrc(path)[0]
+        size = len(volume)
+        aligned.append(out / f"aligned_{k:03d}.mrc")
+        write_mrc(aligned[-1], aligned_to_truth(volume, rotation, offset_px * size / args.box).astype(np.float32),
+                  APIX * args.box / size, overwrite=True)
+        references.append(truth / f"vol_{k:03d}.mrc")
+        if read_mrc(references[-1])[0].shape != volume.shape:
+            references[-1] = out / f"reference_{k:03d}.mrc"
+            write_mrc(references[-1], true_map(truth / f"vol_{k:03d}.mrc", size).astype(np.float32),
+                      APIX * args.box / size, overwrite=True)
+    cli = ["evaluate", "--poses", str(poses), "--true-poses", str(truth / "poses.pkl"), "--box", str(args.box),
+           "--volume", *map(str, aligned), "--reference", *map(str, references), "-o", str(out / "metrics.json"),
+           "--overwrite"]
+    n_classes = len(np.unique(np.load(truth / "labels.npy")))
+    if z is not None and n_classes > 1:
+        cli += ["--z", str(z), "--labels", str(truth / "labels.npy")]
+        cli += ["--states", str(truth / "states.npy")] if n_classes > 2 else []
+    run_cli(cli, out / "evaluate.log")
+    metrics = json.loads((out / "metrics.json").read_text())
+    latent = metrics.get("latent", {})
+    return {"rotation_deg": metrics["poses"]["rotation"]["median_angle_deg"],
+            "hand": metrics["poses"]["rotation"]["hand"],
+            "shift_px": metrics["poses"]["translation"]["offset_removed_median_px"],
+            "confusion": latent.get("confusion_error"), "spearman": latent.get("spearman_pc1"),
+            "resolution_px": [v["resolution_fsc0.5_px"] for v in metrics["volumes"]]}
 
 
 def score(data: Path, run: Path, args: argparse.Namespace) -> dict:
-    """Pose errors, latent scores and per-class resolutions of a finished run against the dataset's truth."""
-    truth = data / "truth"
-    true = read_pose_pickle(truth / "poses.pkl", args.box)
-    pred = read_pose_pickle(run / "poses.pkl", args.box)
-    labels = np.load(truth / "labels.npy")
-    aligned, alignment = align_rotations(pred.rotations, true.rotations)
-    shifts = translation_errors(pred.shift_px, true.shift_px, true_rotations=true.rotations)
-    result = {"rotation_deg": rotation_errors(aligned, true.rotations, align=False)["median_angle_deg"],
-              "hand": alignment.hand, "shift_px": shifts["offset_removed_median_px"]}
-    n_classes = len(np.unique(labels))
-    if (run / "z.npy").is_file():
-        z = np.load(run / "z.npy")
-        if n_classes > 1:
-            result["confusion"] = confusion_error(z, labels)
-        if n_classes > 2:
-            result["spearman"] = spearman_pc1(z, np.load(truth / "states.npy"))
-        volumes = class_volumes(run, z, labels, args)
+    """Pose errors, latent scores and per-class resolutions of a finished run, by ``hetacumn evaluate``: the
+    decoder at each true class's mean z (homogeneous runs: the consensus map, against class 0)."""
+    z_path = run / "z.npy" if (run / "z.npy").is_file() else None
+    if z_path is None:
+        volumes = [run / "consensus.mrc"]
     else:
-        volumes = [read_mrc(run / "consensus.mrc")[0]]  # homogeneous: compared with class 0
-    rotation = volume_rotation_to_truth(alignment)
-    offset_px = np.asarray(shifts["offset_px"]) * len(volumes[0]) / args.box  # px of the run's volumes
-    result["resolution_px"] = [resolution_px(aligned_to_truth(volume, rotation, offset_px),
-                                             true_map(truth / f"vol_{k:03d}.mrc", len(volume)))
-                               for k, volume in enumerate(volumes)]
-    return result
+        volumes = class_volumes(run, np.load(z_path), np.load(data / "truth" / "labels.npy"), args)
+    return evaluate(data, run / "poses.pkl", z_path, volumes, run / "evaluation", args)
 
 
 def true_map(path: Path, box: int) -> np.ndarray:

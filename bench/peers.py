@@ -33,12 +33,9 @@ import numpy as np
 import peers_cryodrgn as drgn
 import peers_report as report
 import torch
-from accuracy import APIX, DATASETS, aligned_to_truth, class_volumes, run_cli, simulate
+from accuracy import APIX, DATASETS, class_volumes, run_cli, simulate
+from accuracy import evaluate as score  # noqa: E402 (the same scoring as the accuracy tables)
 
-from hetacumn.analysis.truth import volume_rotation_to_truth
-from hetacumn.io.cryodrgn import read_pose_pickle
-from hetacumn.io.mrc import read_mrc, write_mrc
-from hetacumn.metrics.pose import align_rotations, translation_errors
 
 OURS = "hetacumn"
 OURS_AT_POSES = "hetacumn-poses"  # hetacumn train --poses at the true poses: the counterpart of train_vae
@@ -207,37 +204,6 @@ def train_cryodrgn(data: Path, method: str, args: argparse.Namespace) -> Run:
     return run
 
 
-def score(data: Path, poses: Path, z: Path | None, volumes: list[Path], out: Path, args: argparse.Namespace) -> dict:
-    """Align the maps with the pose alignment, then ``hetacumn evaluate`` poses, latents and maps."""
-    truth = data / "truth"
-    true, pred = read_pose_pickle(truth / "poses.pkl", args.box), read_pose_pickle(poses, args.box)
-    _, alignment = align_rotations(pred.rotations, true.rotations)
-    offset = translation_errors(pred.shift_px, true.shift_px, true_rotations=true.rotations)["offset_px"]
-    rotation = volume_rotation_to_truth(alignment)
-    aligned = []
-    for k, volume in enumerate(volumes):
-        aligned.append(out / f"aligned_{k:03d}.mrc")
-        write_mrc(aligned[-1], aligned_to_truth(read_mrc(volume)[0], rotation, offset).astype(np.float32), APIX,
-                  overwrite=True)
-    labels = np.load(truth / "labels.npy")
-    cli = ["evaluate", "--poses", str(poses), "--true-poses", str(truth / "poses.pkl"), "--box", str(args.box),
-           "--volume", *map(str, aligned), "--reference",
-           *(str(truth / f"vol_{k:03d}.mrc") for k in range(len(aligned))), "-o", str(out / "metrics.json"),
-           "--overwrite"]
-    n_classes = len(np.unique(labels))
-    if z is not None and n_classes > 1:
-        cli += ["--z", str(z), "--labels", str(truth / "labels.npy")]
-        cli += ["--states", str(truth / "states.npy")] if n_classes > 2 else []
-    run_cli(cli, out / "evaluate.log")
-    metrics = json.loads((out / "metrics.json").read_text())
-    latent = metrics.get("latent", {})
-    return {"rotation_deg": metrics["poses"]["rotation"]["median_angle_deg"],
-            "hand": metrics["poses"]["rotation"]["hand"],
-            "shift_px": metrics["poses"]["translation"]["offset_removed_median_px"],
-            "confusion": latent.get("confusion_error"), "spearman": latent.get("spearman_pc1"),
-            "resolution_px": [v["resolution_fsc0.5_px"] for v in metrics["volumes"]]}
-
-
 def _class_means(z_path: Path, labels: np.ndarray) -> np.ndarray:
     z = np.load(z_path)
     return np.stack([z[labels == k].mean(axis=0) for k in np.unique(labels)])
@@ -251,9 +217,7 @@ def score_snapshot(run: Run, snapshot: Snapshot, args: argparse.Namespace) -> di
             run_cli(["infer", str(folder / "checkpoint.pt"), str(run.data / "particles.star"), "-o",
                      str(folder / "infer"), "--device", args.device, "--overwrite"], folder / "infer.log")
         poses, z = folder / "infer" / "poses.pkl", folder / "infer" / "z.npy"
-        volumes = class_volumes(folder, np.load(z), labels, args)
-        class_paths = [folder / "class_volumes" / f"vol_{k:03d}.mrc" for k in range(len(volumes))]
-        return score(run.data, poses, z, class_paths, folder, args)
+        return score(run.data, poses, z, class_volumes(folder, np.load(z), labels, args), folder, args)
     out = run.folder.parent / f"{run.folder.name}_scores" / f"epoch{snapshot.key:03d}"
     poses, z = drgn.write_outputs(run.folder, run.method, snapshot.key, run.inputs, args.box, out)
     means = None if z is None else _class_means(z, labels)
