@@ -90,3 +90,24 @@ def test_default_epochs_make_at_least_80000_images_so_the_search_stage_runs_whol
     assert _config("--train-subset", "500", n_images=90_000).train.epochs == 160
     assert _config(n_images=5000).train.epochs == 20  # the preset's, already over 80,000 images
     assert _config("--epochs", "7", n_images=1000).train.epochs == 7
+
+
+def test_set_reaches_any_setting_of_the_configuration():
+    config = _config("--set", "model.encoder.backbone=vgg", "--set", "task.pose_prediction_every=4",
+                     "--set", "train.grad_clip=0.5", "--set", "task.loss_space=real", "--set", "data.whiten=true")
+    assert (config.model.encoder.backbone, config.task.pose_prediction_every, config.train.grad_clip,
+            config.task.loss_space, config.data.whiten) == ("vgg", 4, 0.5, "real", True)
+    # after the other flags
+    assert _config("--refine-steps", "3", "--set", "task.refine_steps=5").task.refine_steps == 5
+
+
+@pytest.mark.parametrize("item, message", [
+    ("task.no_such_field=1", r"^--set: task\.no_such_field: no such field \(fields: symmetrize, loss_space, "),
+    ("nowhere.x=1", r"^--set: nowhere\.x: no such section 'nowhere' \(sections: data, model, model\.encoder, "),
+    ("task.refine_steps=two", r"^--set: config\.task\.refine_steps: expected int, got 'two'$"),
+    ("model.encoder.backbone=alexnet", r"^--set: config\.model\.encoder\.backbone: 'alexnet' is not one of "),
+    ("refine_steps=2", r"^--set: 'refine_steps=2': expected SECTION\.FIELD=VALUE"),
+])
+def test_set_refuses_unknown_fields_and_wrong_values_by_name(item, message):
+    with pytest.raises(InputError, match=message):
+        _config("--set", item)

@@ -25,6 +25,7 @@ import logging
 from pathlib import Path
 
 from hetacumn.cli.common import default_device, parse_device
+from hetacumn.config.io import with_overrides
 from hetacumn.config.presets import METHODS, default_epochs, default_search_images, preset, with_search_stage
 from hetacumn.data.contrast import CONTRAST_MODES
 from hetacumn.data.cropped import AUTO_BOX_PX, training_box
@@ -62,6 +63,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="Adam learning rate")
     parser.add_argument("--decoder", choices=["voxel", "rff_mlp", "fouriernet"], help="override the preset's decoder")
     parser.add_argument("--hypotheses", type=int, help="rotation hypotheses of the encoder (default: the preset's)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="any setting of the run's configuration (config.json lists them all), applied after "
+                             "the other flags; repeat for several, e.g. --set model.encoder.backbone=vgg "
+                             "--set task.pose_prediction_every=4")
     parser.add_argument("--loss-space", choices=["fourier", "real"],
                         help="where rendered images meet the data: fourier (default; by Parseval the error over every "
                              "real-space pixel) or real (real-space pixels weighted by a soft disk around the "
@@ -181,7 +186,10 @@ def build_config(args: argparse.Namespace, box_size: int, n_images: int, default
     config.data.ctf = str(args.ctf or "")
     config.data.use_ctf = not args.no_ctf
     config.data.whiten = args.whiten
-    return config
+    try:
+        return with_overrides(config, args.set)
+    except ValueError as error:
+        raise InputError("--set", str(error)) from None
 
 
 def _with_search_starts(task, values: list[int]):

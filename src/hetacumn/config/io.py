@@ -56,6 +56,35 @@ def config_from_dict(data: dict) -> RunConfig:
     return dataclass_from_dict(RunConfig, data)
 
 
+def with_overrides(config: RunConfig, items: list[str]) -> RunConfig:
+    """``config`` with ``SECTION.FIELD=VALUE`` items applied (e.g. ``model.encoder.backbone=vgg``,
+    ``task.pose_prediction_every=4``); VALUE is read as JSON (numbers, true/false, null, lists), else as text.
+    Unknown fields and values of the wrong type raise ValueError naming the field."""
+    data = config_to_dict(config)
+    for item in items:
+        key, sep, text = item.partition("=")
+        *sections, name = key.strip().split(".")
+        if not sep or not sections:
+            raise ValueError(f"{item!r}: expected SECTION.FIELD=VALUE, e.g. task.pose_prediction_every=4")
+        node = data
+        for section in sections:
+            if not isinstance(node.get(section), dict):
+                raise ValueError(f"{key}: no such section {section!r} (sections: {', '.join(_sections(data))})")
+            node = node[section]
+        if name not in node or isinstance(node[name], dict):
+            raise ValueError(f"{key}: no such field (fields: {', '.join(k for k, v in node.items() if not isinstance(v, dict))})")
+        try:
+            node[name] = json.loads(text)
+        except json.JSONDecodeError:
+            node[name] = text
+    return config_from_dict(data)
+
+
+def _sections(data: dict, prefix: str = "") -> list[str]:
+    return [name for key, value in data.items() if isinstance(value, dict)
+            for name in [prefix + key, *_sections(value, prefix + key + ".")]]
+
+
 def save_config(config: RunConfig, path: str | Path) -> None:
     """Write the config with the package version, command line and time."""
     record = {
