@@ -44,14 +44,17 @@ def encoder_error_deg(model, config, data, truth: np.ndarray, count: int) -> flo
     return rotation_errors(result.rotations, truth[images])["median_angle_deg"]
 
 
-def train_encoder(model, config, data, z: np.ndarray, poses, arm: str, steps: int, lr: float) -> float:
-    """``steps`` Adam steps on the encoder alone; returns the seconds taken."""
+def train_encoder(model, config, data, z: np.ndarray, poses, arm: str, steps: int, lr: float, report=None) -> float:
+    """``steps`` Adam steps on the encoder alone; ``report(step, seconds)`` after every ``steps // 4`` with
+    ``--progress``; returns the seconds taken."""
     half = HalfPlane.build(config.model.box_size, max_radius_px(config))
     pose_task = PosePredictionTask(config.task, data.stats.snr, data.window_images)
     optimizer = torch.optim.Adam(model.encoder.parameters(), lr=lr)
     generator, rng = torch.Generator().manual_seed(0), np.random.default_rng(0)
     began = time.perf_counter()
-    for _ in range(steps):
+    for step in range(steps):
+        if report is not None and step and step % max(steps // 4, 1) == 0:
+            report(step, time.perf_counter() - began)
         index = np.sort(rng.choice(len(data), BATCH, replace=False))
         batch = data.batch(index, torch.device("cpu"))
         context = StepContext(half, ctf_at(half, batch), 10**9, generator)
@@ -82,6 +85,7 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--images", type=int, default=1000, help="images scored per set")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--progress", action="store_true", help="also score after each quarter of the steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -100,9 +104,18 @@ def main() -> int:
     print("|---|" + "---|" * (len(loaded) + 1))
     for arm in ["as trained", *args.arms]:
         trained = copy.deepcopy(model)
-        seconds = 0.0 if arm == "as trained" else train_encoder(trained, config, data, z, poses, arm, args.steps, args.lr)
-        errors = [encoder_error_deg(trained, config, d, truth, args.images) for d, truth in loaded.values()]
-        print(f"| {arm} | " + " | ".join(f"{e:.1f}" for e in errors) + f" | {seconds:.0f} |", flush=True)
+
+        def report(step: int, seconds: float, label: str = arm) -> None:
+            errors = [encoder_error_deg(trained, config, d, truth, args.images) for d, truth in loaded.values()]
+            print(f"| {label} | " + " | ".join(f"{e:.1f}" for e in errors) + f" | {seconds:.0f} |", flush=True)
+            trained.train()
+
+        if arm == "as trained":
+            report(0, 0.0)
+            continue
+        progress = (lambda step, s: report(step, s, f"{arm}, {step} steps")) if args.progress else None
+        seconds = train_encoder(trained, config, data, z, poses, arm, args.steps, args.lr, progress)
+        report(args.steps, seconds, f"{arm}, {args.steps} steps")
     return 0
 
 

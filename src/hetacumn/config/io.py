@@ -71,8 +71,9 @@ def with_overrides(config: RunConfig, items: list[str]) -> RunConfig:
             if not isinstance(node.get(section), dict):
                 raise ValueError(f"{key}: no such section {section!r} (sections: {', '.join(_sections(data))})")
             node = node[section]
-        if name not in node or isinstance(node[name], dict):
-            raise ValueError(f"{key}: no such field (fields: {', '.join(k for k, v in node.items() if not isinstance(v, dict))})")
+        fields = [k for k, v in node.items() if not isinstance(v, dict)]
+        if name not in fields:
+            raise ValueError(f"{key}: no such field (fields: {', '.join(fields)})")
         try:
             node[name] = json.loads(text)
         except json.JSONDecodeError:
