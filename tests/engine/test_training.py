@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -48,3 +50,16 @@ def test_pose_task_changes_only_the_encoder_and_lowers_its_loss(tiny_particles, 
     assert all(torch.equal(decoder_before[k], v) for k, v in trainer.model.decoder.state_dict().items())
     assert any(not torch.equal(encoder_before[k], v) for k, v in trainer.model.encoder.state_dict().items())
     assert last < 0.5 * first
+
+
+@pytest.mark.parametrize("in_refinement", [False, True])
+def test_pose_task_runs_in_the_refinement_stage_only_when_asked(tiny_particles, tmp_path, in_refinement):
+    config = small_config("hetacumn")
+    config.task = dataclasses.replace(config.task, refine_start_images=1, refine_steps=1,
+                                      pose_prediction_in_refinement=in_refinement)
+    trainer = Trainer(config, ParticleImages(tiny_particles), tmp_path)
+    trainer.progress["images_seen"] = 64
+    assert trainer.stage() == "refine"
+    metrics = trainer.train_step(np.arange(32))
+    assert ("pose_loss" in metrics) == in_refinement
+    assert "refine_mse_before" in metrics  # a refinement step, with or without the pose step after it

@@ -75,6 +75,9 @@ class TaskConfig:
     pose_prediction: bool = False  # conditional pose prediction (HetACUMN CPP / ACE-HetEM P2P)
     pose_prediction_every: int = 1  # one pose-prediction step after every N image steps
     pose_prediction_start_images: int = 0
+    # also in the refinement stage of the search schedule (by default the pose task runs only where the encoder's
+    # poses train the model): teaches the encoder poses of new images (BENCHMARKS.md, "The encoder's own poses")
+    pose_prediction_in_refinement: bool = False
     pose_shift_weight: float = 0.1
     pose_noise: bool = True  # add noise at the SNR estimated from the data
     # Pose search stage: for the first N images seen, poses come from a global search (grid over SO(3) x

@@ -249,7 +249,7 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
         self.optimizer.step()
         metrics = dict(out.metrics)
-        if stage == "encoder" and self._pose_step_due():
+        if self._pose_step_due(stage):
             metrics.update(self._pose_step(batch, context, out.z_sample, share))
         return distributed.weighted_metrics(metrics, share)
 
@@ -292,9 +292,11 @@ class Trainer:
         (loss * share if self.world_size > 1 else loss).backward()
         distributed.all_reduce_grads_(self.model.parameters())
 
-    def _pose_step_due(self) -> bool:
+    def _pose_step_due(self, stage: str) -> bool:
         task = self.config.task
-        return (self.pose_task is not None and self.progress["images_seen"] >= task.pose_prediction_start_images
+        in_stage = stage == "encoder" or (stage == "refine" and task.pose_prediction_in_refinement)
+        return (in_stage and self.pose_task is not None
+                and self.progress["images_seen"] >= task.pose_prediction_start_images
                 and self.progress["steps_done"] % task.pose_prediction_every == 0)
 
     def _pose_step(self, batch, context: StepContext, z_sample, share: float = 1.0) -> dict[str, float]:
