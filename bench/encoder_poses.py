@@ -80,7 +80,7 @@ def main() -> int:
     parser.add_argument("run", type=Path)
     parser.add_argument("data", type=Path)
     parser.add_argument("--held-out", type=Path)
-    parser.add_argument("--arms", nargs="+", default=["cpp", "distill", "both"])
+    parser.add_argument("--arms", nargs="*", default=["cpp", "distill", "both"])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--images", type=int, default=1000, help="images scored per set")
