@@ -22,6 +22,10 @@ def describe_schedule(config: RunConfig, n_train: int) -> str:
         parts.append(_pose_stages(config))
     if config.model.z_mode != "none" and task.consensus_images:
         parts.append(f"consensus phase (z from the prior) for the first {task.consensus_images:,} images")
+    if task.pose_prediction:
+        parts.append(_pose_task(config))
+    if task.loss_space == "real":
+        parts.append("loss in real space within the particle's disk")
     if task.search_classes > 1 and task.pose_search_images:
         parts.append(f"{task.search_classes} search classes")
     if train.marching_images_per_px:
@@ -55,3 +59,18 @@ def _pose_stages(config: RunConfig) -> str:
     if search:  # engine/run.py
         stages.append(f"a last search against the trained decoder (grid radius {task.search_final_radius_px:g} px)")
     return ", then ".join(stages)
+
+
+def _pose_task(config: RunConfig) -> str:
+    """Where the conditional pose prediction task runs: the encoder's stage, and the refinement stage if asked."""
+    task = config.task
+    encoder_stage = not config.data.poses and (not task.refine_start_images
+                                               or task.refine_start_images > task.pose_search_images)
+    refine_stage = bool(config.data.poses or task.refine_start_images) and task.pose_prediction_in_refinement
+    stages = [name for name, runs in (("the encoder's stage", encoder_stage), ("the refinement stage", refine_stage))
+              if runs]
+    if not stages:
+        return ("conditional pose prediction not run (no stage takes the encoder's poses; "
+                "--set task.pose_prediction_in_refinement=true runs it in the refinement stage)")
+    return (f"conditional pose prediction every {task.pose_prediction_every} step(s) from "
+            f"{task.pose_prediction_start_images:,} images seen, in {' and '.join(stages)}")
