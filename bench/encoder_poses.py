@@ -30,7 +30,7 @@ from hetacumn.io.cryodrgn import read_pose_pickle
 from hetacumn.io.particles import load_particles
 from hetacumn.metrics.pose import rotation_errors
 from hetacumn.models.lattice import HalfPlane
-from hetacumn.tasks.base import StepContext, ctf_at
+from hetacumn.tasks.base import StepContext, ctf_at, pose_regression
 from hetacumn.tasks.image import ImageReconstructionTask
 from hetacumn.tasks.pose import PosePredictionTask
 
@@ -66,8 +66,7 @@ def train_encoder(model, config, data, z: np.ndarray, poses, arm: str, steps: in
             enc = model.encode(batch.images)
             rotation = torch.from_numpy(poses.rotations[index]).float()
             shift = torch.from_numpy(poses.shift_px[index]).float()
-            frobenius = ((enc.rotation - rotation[:, None]) ** 2).sum(dim=(-1, -2)).min(dim=1).values
-            loss = loss + frobenius.mean() + config.task.pose_shift_weight * ((enc.shift_px - shift) ** 2).sum(-1).mean()
+            loss = loss + pose_regression(enc.rotation, enc.shift_px, rotation, shift, config.task.pose_shift_weight)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         model.decoder.zero_grad(set_to_none=True)  # the decoder stays as trained

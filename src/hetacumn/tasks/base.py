@@ -58,6 +58,16 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, half: HalfPlane) -> t
     return ((pred - target).abs() ** 2 * weights).sum(-1) / half.box_size**4  # mean over real-space pixels (Parseval)
 
 
+def pose_regression(rotation_pred: torch.Tensor, shift_pred_px: torch.Tensor, rotation: torch.Tensor,
+                    shift_px: torch.Tensor, shift_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's pose loss against known poses: mean squared Frobenius distance of the closest of its rotation
+    hypotheses ``(B, K, 3, 3)`` to ``rotation`` ``(B, 3, 3)`` (winner takes all) + ``shift_weight`` x mean squared
+    shift error (px). Returns the loss and the per-image Frobenius term ``(B,)``."""
+    rotation_error = ((rotation_pred - rotation[:, None]) ** 2).sum(dim=(-1, -2)).min(dim=1).values
+    shift_error = ((shift_pred_px - shift_px) ** 2).sum(-1)
+    return rotation_error.mean() + shift_weight * shift_error.mean(), rotation_error
+
+
 @lru_cache(maxsize=8)
 def particle_window(box_size: int, device: torch.device) -> torch.Tensor:
     """``(D, D)`` soft disk over the particle (0.85 of the half box, soft edge of 5 %): the real-space loss's weights."""

@@ -13,7 +13,7 @@ import torch
 from hetacumn.config.schema import TaskConfig
 from hetacumn.models.encoders import EncoderOutput
 from hetacumn.models.model import HetModel
-from hetacumn.tasks.base import StepContext, StepOutput, image_error
+from hetacumn.tasks.base import StepContext, StepOutput, image_error, pose_regression
 
 
 def with_known_latent(latent, z_known: torch.Tensor | None):
@@ -38,9 +38,7 @@ def explicit_pose_step(model: HetModel, config: TaskConfig, enc: EncoderOutput, 
     rotation, shift_px = rotation.detach(), shift_px.detach()
     ctf = 1.0 if context.ctf_values is None else context.ctf_values
     mse = image_error(model.render(rotation, shift_px, z, ctf, context.half_plane), target, context)
-    rotation_error = ((enc.rotation - rotation[:, None]) ** 2).sum(dim=(-1, -2)).min(dim=1).values
-    shift_error = ((enc.shift_px - shift_px) ** 2).sum(-1)
-    distill = rotation_error.mean() + config.pose_shift_weight * shift_error.mean()
+    distill, rotation_error = pose_regression(enc.rotation, enc.shift_px, rotation, shift_px, config.pose_shift_weight)
     loss = mse.mean() + config.pose_distill_weight * distill
     metrics = {"mse": float(mse.detach().mean()), "distill_loss": float(distill.detach()),
                "distill_rotation_frobenius2": float(rotation_error.detach().mean())}

@@ -19,7 +19,7 @@ from hetacumn.data.images import Batch, particle_disk
 from hetacumn.models.model import HetModel
 from hetacumn.physics.fourier import ifft2_centered
 from hetacumn.physics.rotations import random_rotations
-from hetacumn.tasks.base import StepContext, StepOutput
+from hetacumn.tasks.base import StepContext, StepOutput, pose_regression
 
 
 class PosePredictionTask:
@@ -52,9 +52,6 @@ class PosePredictionTask:
     def step(self, model: HetModel, batch: Batch, context: StepContext, z: torch.Tensor | None) -> StepOutput:
         images, rotation, shift = self.render_examples(model, batch, z, context)
         enc = model.encode(images)
-        # With several rotation hypotheses the closest one is trained (winner takes all).
-        rotation_error = ((enc.rotation - rotation[:, None]) ** 2).sum(dim=(-1, -2)).min(dim=1).values
-        shift_error = ((enc.shift_px - shift) ** 2).sum(-1)
-        loss = rotation_error.mean() + self.config.pose_shift_weight * shift_error.mean()
+        loss, rotation_error = pose_regression(enc.rotation, enc.shift_px, rotation, shift, self.config.pose_shift_weight)
         metrics = {"pose_loss": float(loss.detach()), "pose_rotation_frobenius2": float(rotation_error.detach().mean())}
         return StepOutput(loss, metrics)
