@@ -35,6 +35,7 @@ from hetacumn.physics.whitening import (apply_radial_filter, noise_power_spectru
 # Above this SNR the pixels outside the particle hold as much of its (CTF-delocalised) signal as noise: the
 # images are left as they are.
 WHITEN_MAX_SNR = 3.0
+PARTICLE_FRACTION = 0.85  # of the half box: the particle's disk (the images' window, the SNR's signal region)
 
 
 @dataclass
@@ -76,16 +77,16 @@ class ImageStats:
 
 
 class ParticleImages:
-    def __init__(self, particles: ParticleSet, mask_radius_fraction: float = 0.85, max_memory_gb: float = 4.0,
-                 scale: float | None = None, chunk_images: int = 1024, buffer_chunks: int = 16,
-                 contrast: str = "as-is", whiten: bool = False, whitening: np.ndarray | None = None):
+    def __init__(self, particles: ParticleSet, mask_radius_fraction: float = PARTICLE_FRACTION,
+                 max_memory_gb: float = 4.0, scale: float | None = None, chunk_images: int = 1024,
+                 buffer_chunks: int = 16, contrast: str = "as-is", whiten: bool = False, whitening: np.ndarray | None = None):
         self.particles = particles
         self.chunk_images = chunk_images  # out of core: contiguous chunks read whole and kept in a small cache
         self.buffer_chunks = buffer_chunks
         self._source = particles.images
         self.box_size = particles.box_size
         d = self.box_size
-        self.window = soft_circular_mask(d, radius_px=mask_radius_fraction * d / 2, width_px=max(2.0, 0.05 * d))
+        self.window = particle_window(d, mask_radius_fraction)
         self.contrast = contrast  # "auto", "as-is" or "invert": see _estimate_stats
         self.stats = self._estimate_stats(scale, whiten, whitening)
         self._whitening = None if self.stats.whitening is None else torch.from_numpy(self.stats.whitening)
@@ -168,9 +169,16 @@ class ParticleImages:
         return Batch(torch.as_tensor(indices, device=device), images, fft2_centered(images), ctf, pixel, whitening)
 
 
+def particle_window(box_size: int, radius_fraction: float = PARTICLE_FRACTION, device=None) -> torch.Tensor:
+    """``(D, D)`` soft disk of ``radius_fraction`` of the half box with a raised-cosine edge of 5 % of the box (at
+    least 2 px): the images' window, and the real-space loss's pixel weights (tasks/base.py)."""
+    return soft_circular_mask(box_size, radius_px=radius_fraction * box_size / 2, width_px=max(2.0, 0.05 * box_size),
+                              device=device)
+
+
 def particle_disk(box_size: int, device=None) -> torch.Tensor:
-    """``(D, D)`` True within 0.85 of the half box: where the SNR's signal is measured."""
-    return radial_grid_2d(box_size, dtype=torch.float64, device=device) < box_size / 2 * 0.85
+    """``(D, D)`` True within :data:`PARTICLE_FRACTION` of the half box: where the SNR's signal is measured."""
+    return radial_grid_2d(box_size, dtype=torch.float64, device=device) < box_size / 2 * PARTICLE_FRACTION
 
 
 def noise_and_total_variance(images: torch.Tensor) -> tuple[float, float]:

@@ -8,10 +8,9 @@ from functools import lru_cache
 import torch
 
 from hetacumn.config.schema import LossSpace
-from hetacumn.data.images import Batch
+from hetacumn.data.images import Batch, particle_window
 from hetacumn.models.lattice import HalfPlane
 from hetacumn.physics.ctf import ctf_at_points
-from hetacumn.physics.filters import soft_circular_mask
 from hetacumn.physics.fourier import ifft2_centered
 from hetacumn.physics.whitening import radial_profile_at
 
@@ -69,20 +68,18 @@ def pose_regression(rotation_pred: torch.Tensor, shift_pred_px: torch.Tensor, ro
 
 
 @lru_cache(maxsize=8)
-def particle_window(box_size: int, device: torch.device) -> torch.Tensor:
-    """``(D, D)`` soft disk over the particle (0.85 of the half box, soft edge of 5 %): the real-space loss's weights."""
-    return soft_circular_mask(box_size, radius_px=0.85 * box_size / 2, width_px=max(2.0, 0.05 * box_size),
-                              device=device)
+def _loss_window(box_size: int, device: torch.device) -> torch.Tensor:
+    return particle_window(box_size, device=device)
 
 
 def image_error(pred: torch.Tensor, target: torch.Tensor, context: StepContext) -> torch.Tensor:
     """Per-image error ``(B,)`` of rendered half-plane values against the targets, in ``context.loss_space``:
     ``fourier`` is :func:`weighted_mse` (the mean over every real-space pixel of the band-limited difference);
-    ``real`` transforms the difference back and weights its pixels by :func:`particle_window`, so the
+    ``real`` transforms the difference back and weights its pixels by the images' window (``particle_window``), so the
     background outside the particle does not count."""
     half = context.half_plane
     if context.loss_space == "fourier":
         return weighted_mse(pred, target, half)
     difference = ifft2_centered(half.scatter(pred - target)).real
-    window = particle_window(half.box_size, difference.device)
+    window = _loss_window(half.box_size, difference.device)
     return (window * difference**2).mean(dim=(-1, -2))
