@@ -34,7 +34,7 @@ import peers_cryodrgn as drgn
 import peers_report as report
 import torch
 from accuracy import APIX, DATASETS, class_volumes, run_cli, simulate
-from accuracy import evaluate as score  # noqa: E402 (the same scoring as the accuracy tables)
+from accuracy import evaluate as score  # the accuracy tables' scoring
 
 
 OURS = "hetacumn"

@@ -54,7 +54,7 @@ def _pose_stages(config: RunConfig) -> str:
         origin = " searched against the decoder and" if task.refine_from_search else ""
         stages.append(f"a pose per particle{origin} refined by {task.refine_steps} Adam step(s) per visit from "
                       f"{refine:,} images seen")
-    if not refine or refine > search:
+    if _has_encoder_stage(config):
         stages.append("poses from the encoder" + (f" from {search:,} images" if search else " (purely amortized)"))
     if search:  # engine/run.py
         stages.append(f"a last search against the trained decoder (grid radius {task.search_final_radius_px:g} px)")
@@ -64,13 +64,17 @@ def _pose_stages(config: RunConfig) -> str:
 def _pose_task(config: RunConfig) -> str:
     """Where the conditional pose prediction task runs: the encoder's stage, and the refinement stage if asked."""
     task = config.task
-    encoder_stage = not config.data.poses and (not task.refine_start_images
-                                               or task.refine_start_images > task.pose_search_images)
     refine_stage = bool(config.data.poses or task.refine_start_images) and task.pose_prediction_in_refinement
-    stages = [name for name, runs in (("the encoder's stage", encoder_stage), ("the refinement stage", refine_stage))
-              if runs]
+    stages = [name for name, runs in (("the encoder's stage", _has_encoder_stage(config)),
+                                      ("the refinement stage", refine_stage)) if runs]
     if not stages:
         return ("conditional pose prediction not run (no stage takes the encoder's poses; "
                 "--set task.pose_prediction_in_refinement=true runs it in the refinement stage)")
     return (f"conditional pose prediction every {task.pose_prediction_every} step(s) from "
             f"{task.pose_prediction_start_images:,} images seen, in {' and '.join(stages)}")
+
+
+def _has_encoder_stage(config: RunConfig) -> bool:
+    """Whether some images' poses come from the encoder: no given poses, and no table from the search's end on."""
+    task = config.task
+    return not config.data.poses and (not task.refine_start_images or task.refine_start_images > task.pose_search_images)
